@@ -1,0 +1,1 @@
+//! Packet sources: capture files (pcap, pcapng) and, later, live interfaces.

@@ -1,0 +1,1 @@
+//! Link, IP and transport decoding: frame bytes → the few fields the detectors need.

@@ -1,0 +1,1 @@
+//! NDJSON writers for DNS transactions, alerts and stats.

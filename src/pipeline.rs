@@ -1,0 +1,1 @@
+//! Threads and queues: reader → workers → output.
