@@ -2,6 +2,7 @@
 //! and returns `Alert`s; none does I/O or reads the wall clock.
 
 pub mod calc;
+pub mod reputation;
 pub mod tunnel;
 
 use crate::Nanos;
@@ -54,4 +55,17 @@ pub fn alert_base(
     m.insert("threat.technique.subtechnique.id".into(), json!(subtechnique.0));
     m.insert("threat.technique.subtechnique.name".into(), json!(subtechnique.1));
     m
+}
+
+/// One decoded DNS message as the detectors see it.
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent<'a> {
+    pub ts: Nanos,
+    /// The side that asked: the source of a query, the destination of a response.
+    pub client: IpAddr,
+    /// The side that answered (resolver or authoritative server).
+    pub server: IpAddr,
+    pub msg: &'a crate::dns::DnsMessage,
+    /// Size of the DNS message on the wire (without IP/UDP headers or TCP length prefix).
+    pub wire_len: usize,
 }
