@@ -5,6 +5,7 @@
 
 pub mod parse;
 pub mod tcp;
+pub mod txn;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -60,7 +61,10 @@ pub enum RData {
     Aaaa(Ipv6Addr),
     /// CNAME, NS, PTR, DNAME: a single domain name.
     Name(String),
-    Mx { preference: u16, exchange: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
     /// TXT character-strings, each escaped like a label (printable ASCII kept, `\DDD` else).
     Txt(Vec<String>),
     /// Any other type (NULL, HTTPS, SVCB, DNSSEC, private types...): kept as length only;
