@@ -77,6 +77,32 @@ pub struct Formula {
     /// Evaluation stack slots the program needs besides the accumulator (at most
     /// `MAX_STACK`).
     need: usize,
+    /// The program's shape when it is one of APT12's, evaluated without the interpreter.
+    fast: Option<Fast>,
+}
+
+/// The two default formulas' shapes, whatever their operands. The interpreter's dispatch
+/// costs more than their arithmetic, and they run for every answer on every SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fast {
+    /// a*b + c
+    MulAdd(Src, Src, Src),
+    /// a*(b + c)
+    MulSum(Src, Src, Src),
+}
+
+impl Fast {
+    fn of(prog: &[Ins]) -> Option<Fast> {
+        match *prog {
+            [Ins::Load(a), Ins::Bin(Op::Mul, b), Ins::Bin(Op::Add, c)] => {
+                Some(Fast::MulAdd(a, b, c))
+            }
+            [Ins::Load(a), Ins::PushLoad(b), Ins::Bin(Op::Add, c), Ins::BinPop(Op::Mul)] => {
+                Some(Fast::MulSum(a, b, c))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// An operand read straight from the address or the program.
@@ -185,11 +211,13 @@ impl Formula {
             ));
         }
         let (prog, need) = fuse(&p.prog);
+        let fast = Fast::of(&prog);
         Ok(Formula {
             name: name.to_string(),
             text: text.to_string(),
             prog: prog.into_boxed_slice(),
             need,
+            fast,
         })
     }
 
@@ -210,6 +238,7 @@ impl Formula {
             text: text.into(),
             prog: Box::new([]),
             need: 0,
+            fast: None,
         })
     }
 
@@ -234,6 +263,15 @@ impl Formula {
 
     /// The raw value, before the port range check.
     pub fn eval_i64(&self, o: [u8; 4]) -> Option<i64> {
+        match self.fast {
+            Some(Fast::MulAdd(a, b, c)) => {
+                return src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o))
+            }
+            Some(Fast::MulSum(a, b, c)) => {
+                return src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?)
+            }
+            None => {}
+        }
         // Zeroing the full stack would cost more than running a typical program, so the
         // common small formulas get a small one.
         if self.need <= SMALL_STACK {
@@ -244,11 +282,7 @@ impl Formula {
     }
 
     fn run<const N: usize>(&self, o: [u8; 4]) -> Option<i64> {
-        // `i & 3` keeps the octet index inside the array without a check.
-        let get = |s: Src| match s {
-            Src::Octet(i) => i64::from(o[usize::from(i & 3)]),
-            Src::Const(c) => c,
-        };
+        let get = |s: Src| src(s, o);
         let mut st = [0i64; N];
         let mut sp = 0usize;
         let mut acc = 0i64;
@@ -289,6 +323,15 @@ impl Formula {
         }
         out.push_str(self.text.get(last..).unwrap_or(""));
         out
+    }
+}
+
+#[inline]
+fn src(s: Src, o: [u8; 4]) -> i64 {
+    match s {
+        // `i & 3` keeps the index inside the array without a check.
+        Src::Octet(i) => i64::from(o[usize::from(i & 3)]),
+        Src::Const(c) => c,
     }
 }
 
@@ -711,9 +754,49 @@ mod tests {
             ]
         );
         assert_eq!(g.eval_i64([20, 6, 0, 0]), Some(-17 * -7));
+        assert_eq!(f.fast, Some(Fast::MulAdd(Octet(0), Octet(1), Octet(2))));
+        assert_eq!(v.fast, Some(Fast::MulSum(Octet(0), Octet(1), Octet(2))));
+        assert_eq!(g.fast, None);
         let deep = Formula::parse("t", "1+(2+(3+(4+(5+(6+(7+(8+9)))))))").unwrap();
         assert_eq!(deep.need, 7, "past SMALL_STACK: the large stack");
         assert_eq!(deep.eval_i64(A), Some(45));
+    }
+
+    #[test]
+    fn fast_shapes_agree_with_the_interpreter() {
+        let texts = [
+            "o1*o2 + o3",
+            "o1*(o2 + o3)",
+            "o4*o3 + 7",
+            "3*(o2 + o4)",
+            "9223372036854775807*o1 + o2",
+            "o1*(9223372036854775807 + o4)",
+        ];
+        for t in texts {
+            let f = Formula::parse("t", t).unwrap();
+            assert!(f.fast.is_some(), "{t}");
+            let slow = Formula {
+                fast: None,
+                ..f.clone()
+            };
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let o = (x as u32).to_be_bytes();
+                assert_eq!(f.eval_i64(o), slow.eval_i64(o), "{t} over {o:?}");
+            }
+            for o in [[0, 0, 0, 0], [255, 255, 255, 255], [1, 0, 0, 0]] {
+                assert_eq!(f.eval_i64(o), slow.eval_i64(o), "{t} over {o:?}");
+            }
+        }
+        let big = Formula::parse("t", "9223372036854775807*o1 + o2").unwrap();
+        assert_eq!(
+            big.eval_i64([2, 0, 0, 0]),
+            None,
+            "overflow on the fast path too"
+        );
     }
 
     #[test]
@@ -861,16 +944,22 @@ mod bench {
     #[test]
     #[ignore]
     fn bench_eval() {
-        let f = Formula::apt12();
-        let n = 20_000_000u32;
-        let start = cpu_ns();
-        let mut hits = 0u32;
-        for i in 0..n {
-            let o = std::hint::black_box(i.to_be_bytes());
-            hits += u32::from(f.eval(o) == Some(300));
+        for (label, text) in [
+            ("apt12, fast path", "o1*o2 + o3"),
+            ("interpreted", "(o1*o2 + o3) ^ 0"),
+        ] {
+            let f = Formula::parse("t", text).unwrap();
+            assert_eq!(f.fast.is_some(), label.contains("fast"));
+            let n = 20_000_000u32;
+            let start = cpu_ns();
+            let mut hits = 0u32;
+            for i in 0..n {
+                let o = std::hint::black_box(i.to_be_bytes());
+                hits += u32::from(f.eval(o) == Some(300));
+            }
+            let ns = (cpu_ns() - start) as f64 / f64::from(n);
+            assert!(hits > 0);
+            println!("eval: {ns:.2} ns per evaluation of {text} ({label})");
         }
-        let ns = (cpu_ns() - start) as f64 / f64::from(n);
-        assert!(hits > 0);
-        println!("eval: {ns:.2} ns per apt12 evaluation");
     }
 }
