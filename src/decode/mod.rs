@@ -1,1 +1,2 @@
 //! Link, IP and transport decoding: frame bytes → the few fields the detectors need.
+pub mod defrag;
