@@ -26,7 +26,11 @@ fn bad_inputs_give_a_one_line_error_naming_the_file() {
     let d = tmpdir("bad-inputs");
     let text = d.join("notes.pcap");
     std::fs::write(&text, "this is a text file that someone named .pcap by mistake\n").unwrap();
-    assert_one_line_error(&run(&["replay", "-q", text.to_str().unwrap()]), &text, "not a pcap or pcapng file");
+    assert_one_line_error(
+        &run(&["replay", "-q", text.to_str().unwrap()]),
+        &text,
+        "not a pcap or pcapng file",
+    );
 
     let lt = d.join("usb.pcap");
     std::fs::write(&lt, pcap_bytes(189, &[(SEC, vec![0; 32])])).unwrap();
@@ -45,10 +49,19 @@ fn lookups(n: u8) -> Vec<(u64, Vec<u8>)> {
     for i in 0..n {
         let name = format!("host{i}.example.com");
         let t = u64::from(i) * SEC;
-        frames.push((t, udp([10, 0, 0, 5], [10, 0, 0, 53], 40000 + u16::from(i), 53, &dns_query(u16::from(i), &name, 1))));
+        frames.push((
+            t,
+            udp([10, 0, 0, 5], [10, 0, 0, 53], 40000 + u16::from(i), 53, &dns_query(u16::from(i), &name, 1)),
+        ));
         frames.push((
             t + SEC / 100,
-            udp([10, 0, 0, 53], [10, 0, 0, 5], 53, 40000 + u16::from(i), &dns_response_a(u16::from(i), &name, &[[93, 184, 216, i]], 60)),
+            udp(
+                [10, 0, 0, 53],
+                [10, 0, 0, 5],
+                53,
+                40000 + u16::from(i),
+                &dns_response_a(u16::from(i), &name, &[[93, 184, 216, i]], 60),
+            ),
         ));
     }
     frames
@@ -80,7 +93,15 @@ fn a_bad_file_among_good_ones_loses_only_itself() {
     let bad = d.join("b.pcap");
     std::fs::write(&bad, b"garbage garbage garbage garbage").unwrap();
     let log = d.join("dns.ndjson");
-    let o = run(&["replay", "-q", "--dns-log", log.to_str().unwrap(), good.to_str().unwrap(), bad.to_str().unwrap(), good.to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "-q",
+        "--dns-log",
+        log.to_str().unwrap(),
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("b.pcap: not a pcap"), "{}", stderr(&o));
     assert_eq!(ndjson(&log).len(), 4, "both copies of the good file were read");
@@ -109,7 +130,13 @@ fn the_answer_cache_holds_exactly_what_was_answered() {
     frames.push((5 * SEC, udp([10, 0, 0, 6], [9, 9, 9, 9], 5555, 53, &dns_query(77, "cdn.example.net", 1))));
     frames.push((
         5 * SEC + 1000,
-        udp([9, 9, 9, 9], [10, 0, 0, 6], 53, 5555, &dns_response_a(77, "cdn.example.net", &[[198, 51, 100, 7], [198, 51, 100, 8]], 3600)),
+        udp(
+            [9, 9, 9, 9],
+            [10, 0, 0, 6],
+            53,
+            5555,
+            &dns_response_a(77, "cdn.example.net", &[[198, 51, 100, 7], [198, 51, 100, 8]], 3600),
+        ),
     ));
     write_pcap(&p, &frames);
     let (r, _, _) = replay_lib(&[p], 2, false);
@@ -125,9 +152,30 @@ fn the_answer_cache_holds_exactly_what_was_answered() {
         got,
         vec![
             (ip("10.0.0.5"), "host0.example.com".into(), ip("93.184.216.0"), ip("10.0.0.53"), 60, SEC / 100),
-            (ip("10.0.0.5"), "host1.example.com".into(), ip("93.184.216.1"), ip("10.0.0.53"), 60, SEC + SEC / 100),
-            (ip("10.0.0.6"), "cdn.example.net".into(), ip("198.51.100.7"), ip("9.9.9.9"), 3600, 5 * SEC + 1000),
-            (ip("10.0.0.6"), "cdn.example.net".into(), ip("198.51.100.8"), ip("9.9.9.9"), 3600, 5 * SEC + 1000),
+            (
+                ip("10.0.0.5"),
+                "host1.example.com".into(),
+                ip("93.184.216.1"),
+                ip("10.0.0.53"),
+                60,
+                SEC + SEC / 100
+            ),
+            (
+                ip("10.0.0.6"),
+                "cdn.example.net".into(),
+                ip("198.51.100.7"),
+                ip("9.9.9.9"),
+                3600,
+                5 * SEC + 1000
+            ),
+            (
+                ip("10.0.0.6"),
+                "cdn.example.net".into(),
+                ip("198.51.100.8"),
+                ip("9.9.9.9"),
+                3600,
+                5 * SEC + 1000
+            ),
         ]
     );
     assert_eq!(r.workers.dns_messages, 6);
@@ -143,7 +191,16 @@ fn busy_capture(path: &Path) {
         let id = i as u16;
         frames.push((t, udp(c, [10, 0, 0, 53], 30000, 53, &dns_query(id, &name, 1))));
         if i % 5 != 0 {
-            frames.push((t + 1000, udp([10, 0, 0, 53], c, 53, 30000, &dns_response_a(id, &name, &[[198, 51, (i % 200) as u8, 7]], 30))));
+            frames.push((
+                t + 1000,
+                udp(
+                    [10, 0, 0, 53],
+                    c,
+                    53,
+                    30000,
+                    &dns_response_a(id, &name, &[[198, 51, (i % 200) as u8, 7]], 30),
+                ),
+            ));
         }
         frames.push((t + 2000, syn(c, [198, 51, (i % 200) as u8, 7], 40000, 443)));
     }
@@ -157,7 +214,12 @@ fn output_is_the_same_for_any_thread_count() {
     busy_capture(&p);
     let mut files = vec![p];
     if let Some(shared) = shared_captures() {
-        for f in ["elastic_dns-tunnel-iodine.pcap", "suri_dns-tcp-multirequest-buffer.pcap", "zeek_dns-edns-ecs.pcap", "ndpi_bad-dns-traffic.pcap"] {
+        for f in [
+            "elastic_dns-tunnel-iodine.pcap",
+            "suri_dns-tcp-multirequest-buffer.pcap",
+            "zeek_dns-edns-ecs.pcap",
+            "ndpi_bad-dns-traffic.pcap",
+        ] {
             files.push(shared.join(f));
         }
     }

@@ -5,6 +5,7 @@
 //! IP). The IP and transport headers are sliced by `etherparse`, which checks every length
 //! before anything is read. Nothing here allocates or copies.
 
+pub mod defrag;
 pub mod link;
 
 use etherparse::{err, NetSlice, SlicedPacket, TransportSlice};

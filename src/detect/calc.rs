@@ -58,9 +58,8 @@ pub mod severity {
 /// The ports that server software commonly listens on inside the formula range and that
 /// would otherwise match by coincidence (web proxies and alternates, Elasticsearch, git,
 /// MongoDB), after the Elastic rule's exclusions.
-pub const DEFAULT_EXCLUDED_PORTS: [u16; 11] = [
-    8080, 8443, 8000, 8888, 9090, 9200, 9300, 9418, 27017, 27018, 28017,
-];
+pub const DEFAULT_EXCLUDED_PORTS: [u16; 11] =
+    [8080, 8443, 8000, 8888, 9090, 9200, 9300, 9418, 27017, 27018, 28017];
 
 #[derive(Clone, Debug)]
 pub struct CalcConfig {
@@ -274,11 +273,7 @@ impl CalcDetector {
     fn without_dns(&mut self, syn: &Syn, out: &mut Vec<Alert>) {
         let IpAddr::V4(dst) = syn.dst else { return };
         for fi in 0..self.cfg.formulas.len() {
-            let hit = self
-                .cfg
-                .formulas
-                .get(fi)
-                .is_some_and(|f| f.eval(dst.octets()) == Some(syn.dport));
+            let hit = self.cfg.formulas.get(fi).is_some_and(|f| f.eval(dst.octets()) == Some(syn.dport));
             if !hit {
                 continue;
             }
@@ -309,12 +304,7 @@ impl CalcDetector {
             self.make_room(ts);
         }
         let seq = self.syn_seq;
-        let fresh = DedupEntry {
-            first: ts,
-            count: 1,
-            alerted: false,
-            syn_seq: seq,
-        };
+        let fresh = DedupEntry { first: ts, count: 1, alerted: false, syn_seq: seq };
         let e = match self.dedup.entry(key) {
             Entry::Vacant(v) => v.insert(fresh),
             Entry::Occupied(o) => {
@@ -349,8 +339,7 @@ impl CalcDetector {
         if self.dedup.len() < cap {
             return;
         }
-        let mut by_age: Vec<(Nanos, DedupKey)> =
-            self.dedup.iter().map(|(k, e)| (e.first, *k)).collect();
+        let mut by_age: Vec<(Nanos, DedupKey)> = self.dedup.iter().map(|(k, e)| (e.first, *k)).collect();
         by_age.sort_unstable();
         let n = (cap / 10).max(1);
         for (_, k) in by_age.iter().take(n) {
@@ -364,16 +353,12 @@ impl CalcDetector {
     pub fn expire(&mut self, now: Nanos) {
         let window = self.cfg.window;
         let before = self.dedup.len();
-        self.dedup
-            .retain(|_, e| now.saturating_sub(e.first) <= window);
+        self.dedup.retain(|_, e| now.saturating_sub(e.first) <= window);
         self.stats.dedup_expired += (before - self.dedup.len()) as u64;
     }
 
     pub fn stats(&self) -> CalcStats {
-        CalcStats {
-            dedup_entries: self.dedup.len() as u64,
-            ..self.stats
-        }
+        CalcStats { dedup_entries: self.dedup.len() as u64, ..self.stats }
     }
 }
 
@@ -386,11 +371,7 @@ fn answer_alert(
     count: u32,
 ) -> Alert {
     let is_answer = syn.dst == a.addr;
-    let mut sev = if is_answer {
-        severity::ANSWER
-    } else {
-        severity::OTHER_DESTINATION
-    };
+    let mut sev = if is_answer { severity::ANSWER } else { severity::OTHER_DESTINATION };
     let rep = cfg.reputation.as_deref().and_then(|set| {
         std::iter::once(&*a.qname)
             .chain(a.cname_chain.iter().map(String::as_str))
@@ -398,9 +379,7 @@ fn answer_alert(
             .map(str::to_string)
     });
     if rep.is_some() {
-        sev = sev
-            .saturating_add(severity::REPUTATION_BONUS)
-            .min(severity::MAX);
+        sev = sev.saturating_add(severity::REPUTATION_BONUS).min(severity::MAX);
     }
     let age = syn.ts.saturating_sub(a.ts);
     let age_s = age as f64 / crate::NANOS_PER_SEC as f64;
@@ -430,13 +409,8 @@ fn answer_alert(
             age_s
         )
     };
-    let mut m = alert_base(
-        syn.ts,
-        RULE,
-        sev,
-        ("T1568", "Dynamic Resolution"),
-        ("T1568.003", "DNS Calculation"),
-    );
+    let mut m =
+        alert_base(syn.ts, RULE, sev, ("T1568", "Dynamic Resolution"), ("T1568.003", "DNS Calculation"));
     m.insert("source.ip".into(), json!(syn.src.to_string()));
     m.insert("source.port".into(), json!(syn.sport));
     m.insert("destination.ip".into(), json!(syn.dst.to_string()));
@@ -449,20 +423,12 @@ fn answer_alert(
     m.insert("portent.resolver".into(), json!(a.resolver.to_string()));
     m.insert("portent.syn_count".into(), json!(count));
     m.insert("portent.destination_is_answer".into(), json!(is_answer));
-    m.insert(
-        "portent.cname_chain".into(),
-        Value::Array(a.cname_chain.iter().map(|c| json!(c)).collect()),
-    );
+    m.insert("portent.cname_chain".into(), Value::Array(a.cname_chain.iter().map(|c| json!(c)).collect()));
     if let Some(d) = rep {
         m.insert("portent.reputation_match".into(), json!(d));
     }
     m.insert("event.reason".into(), json!(reason));
-    Alert {
-        ts: syn.ts,
-        rule: RULE,
-        client: syn.src,
-        doc: m,
-    }
+    Alert { ts: syn.ts, rule: RULE, client: syn.src, doc: m }
 }
 
 fn no_dns_alert(syn: &Syn, dst: Ipv4Addr, f: &Formula, count: u32) -> Alert {
@@ -490,12 +456,7 @@ fn no_dns_alert(syn: &Syn, dst: Ipv4Addr, f: &Formula, count: u32) -> Alert {
     m.insert("portent.formula_expression".into(), json!(f.text()));
     m.insert("portent.syn_count".into(), json!(count));
     m.insert("event.reason".into(), json!(reason));
-    Alert {
-        ts: syn.ts,
-        rule: RULE_NO_DNS,
-        client: syn.src,
-        doc: m,
-    }
+    Alert { ts: syn.ts, rule: RULE_NO_DNS, client: syn.src, doc: m }
 }
 
 #[cfg(test)]
@@ -541,11 +502,7 @@ mod tests {
         }
         DnsMessage {
             response: true,
-            questions: vec![Question {
-                name: name.into(),
-                qtype: 1,
-                qclass: 1,
-            }],
+            questions: vec![Question { name: name.into(), qtype: 1, qclass: 1 }],
             answers,
             ..Default::default()
         }
@@ -558,10 +515,7 @@ mod tests {
 
     impl Rig {
         fn new(cfg: CalcConfig) -> Rig {
-            Rig {
-                cache: AnswerCache::new(CacheConfig::default()),
-                det: CalcDetector::new(cfg),
-            }
+            Rig { cache: AnswerCache::new(CacheConfig::default()), det: CalcDetector::new(cfg) }
         }
 
         /// CLIENT resolves `name` to `addrs` through RESOLVER at `ts`.
@@ -578,19 +532,12 @@ mod tests {
             cnames: &[&str],
             addrs: &[[u8; 4]],
         ) {
-            self.cache
-                .insert(ip(client), ip(resolver), ts, &response(name, cnames, addrs));
+            self.cache.insert(ip(client), ip(resolver), ts, &response(name, cnames, addrs));
         }
 
         fn syn_from(&mut self, ts: Nanos, client: &str, dst: &str, dport: u16) -> Vec<Alert> {
             let mut out = vec![];
-            let syn = Syn {
-                ts,
-                src: ip(client),
-                sport: 50_123,
-                dst: ip(dst),
-                dport,
-            };
+            let syn = Syn { ts, src: ip(client), sport: 50_123, dst: ip(dst), dport };
             self.det.on_syn(&syn, &self.cache, &mut out);
             out
         }
@@ -603,10 +550,7 @@ mod tests {
     /// A formula that turns o3.o4 into the port, so a test picks any port by address:
     /// 93.184.x.y gives x*256 + y.
     fn port_formula() -> CalcConfig {
-        CalcConfig {
-            formulas: vec![Formula::parse("port", "o3*256 + o4").unwrap()],
-            ..Default::default()
-        }
+        CalcConfig { formulas: vec![Formula::parse("port", "o3*256 + o4").unwrap()], ..Default::default() }
     }
 
     fn addr_for(port: u16) -> [u8; 4] {
@@ -618,9 +562,7 @@ mod tests {
     }
 
     fn field<'a>(a: &'a Alert, k: &str) -> &'a Value {
-        a.doc
-            .get(k)
-            .unwrap_or_else(|| panic!("alert lacks {k}: {:?}", a.doc))
+        a.doc.get(k).unwrap_or_else(|| panic!("alert lacks {k}: {:?}", a.doc))
     }
 
     #[test]
@@ -630,10 +572,7 @@ mod tests {
         let out = r.syn(T0 + 1_200_000_000, "198.51.100.7", 10198);
         assert_eq!(out.len(), 1);
         let a = &out[0];
-        assert_eq!(
-            (a.ts, a.rule, a.client),
-            (T0 + 1_200_000_000, RULE, ip(CLIENT))
-        );
+        assert_eq!((a.ts, a.rule, a.client), (T0 + 1_200_000_000, RULE, ip(CLIENT)));
         assert_eq!(
             field(a, "event.reason"),
             "10.0.0.5 connected to 198.51.100.7:10198 = 198*51 + 100 (apt12) 1.2 s after resolving c2.example to 198.51.100.7"
@@ -644,10 +583,7 @@ mod tests {
         assert_eq!(field(a, "threat.technique.subtechnique.id"), "T1568.003");
         assert_eq!(field(a, "rule.name"), "dns_calculation");
         let st = r.det.stats();
-        assert_eq!(
-            (st.syns, st.matches, st.alerts, st.dedup_entries),
-            (1, 1, 1, 1)
-        );
+        assert_eq!((st.syns, st.matches, st.alerts, st.dedup_entries), (1, 1, 1, 1));
     }
 
     #[test]
@@ -665,12 +601,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(field(&out[0], "portent.formula"), "port");
         assert_eq!(
-            field(&out[0], "event.reason")
-                .as_str()
-                .unwrap()
-                .split(" = ")
-                .nth(1)
-                .unwrap(),
+            field(&out[0], "event.reason").as_str().unwrap().split(" = ").nth(1).unwrap(),
             "122*256 + 105 (port) 1.0 s after resolving x.example to 93.184.122.105"
         );
         // The defaults do not match that port.
@@ -734,10 +665,7 @@ mod tests {
         assert_eq!(field(a, "portent.syn_count"), 1);
         assert_eq!(field(a, "portent.answer_age_ms"), 2000);
         assert_eq!(field(a, "portent.destination_is_answer"), true);
-        assert_eq!(
-            field(a, "portent.cname_chain"),
-            &json!(["edge.cdn.example", "x.bad.example"])
-        );
+        assert_eq!(field(a, "portent.cname_chain"), &json!(["edge.cdn.example", "x.bad.example"]));
         assert_eq!(field(a, "portent.reputation_match"), "bad.example");
         assert_eq!(field(a, "event.severity"), 93);
         assert_eq!(field(a, "@timestamp"), "2023-11-14T22:13:22.000000Z");
@@ -750,17 +678,10 @@ mod tests {
             r.answer(T0, "x.example", &[addr_for(port)]);
             let out = r.syn(T0 + S, &dotted(addr_for(port)), port);
             assert_eq!(out.len(), usize::from(alerts), "port {port}");
-            assert_eq!(
-                r.det.stats().filtered_port_range,
-                u64::from(!alerts),
-                "port {port}"
-            );
+            assert_eq!(r.det.stats().filtered_port_range, u64::from(!alerts), "port {port}");
         }
         // The range is configurable.
-        let mut r = Rig::new(CalcConfig {
-            port_range: 1..=65535,
-            ..port_formula()
-        });
+        let mut r = Rig::new(CalcConfig { port_range: 1..=65535, ..port_formula() });
         r.answer(T0, "x.example", &[addr_for(443)]);
         assert_eq!(r.syn(T0 + S, &dotted(addr_for(443)), 443).len(), 1);
     }
@@ -770,25 +691,15 @@ mod tests {
         let mut r = Rig::new(port_formula());
         for (i, &port) in DEFAULT_EXCLUDED_PORTS.iter().enumerate() {
             r.answer(T0, &format!("h{i}.example"), &[addr_for(port)]);
-            assert!(
-                r.syn(T0 + S, &dotted(addr_for(port)), port).is_empty(),
-                "port {port}"
-            );
+            assert!(r.syn(T0 + S, &dotted(addr_for(port)), port).is_empty(), "port {port}");
         }
         assert_eq!(r.det.stats().filtered_port_excluded, 11);
         assert_eq!(r.det.stats().dedup_entries, 0);
         // Without the exclusions every one of them alerts.
-        let mut r = Rig::new(CalcConfig {
-            excluded_ports: vec![],
-            ..port_formula()
-        });
+        let mut r = Rig::new(CalcConfig { excluded_ports: vec![], ..port_formula() });
         for (i, &port) in DEFAULT_EXCLUDED_PORTS.iter().enumerate() {
             r.answer(T0, &format!("h{i}.example"), &[addr_for(port)]);
-            assert_eq!(
-                r.syn(T0 + S, &dotted(addr_for(port)), port).len(),
-                1,
-                "port {port}"
-            );
+            assert_eq!(r.syn(T0 + S, &dotted(addr_for(port)), port).len(), 1, "port {port}");
         }
     }
 
@@ -796,16 +707,9 @@ mod tests {
     fn internal_destinations() {
         // 10.20.30.40: apt12 gives 10*20+30 = 230, so use the port formula's 30*256+40.
         for (include, n) in [(false, 0), (true, 1)] {
-            let mut r = Rig::new(CalcConfig {
-                include_internal: include,
-                ..port_formula()
-            });
+            let mut r = Rig::new(CalcConfig { include_internal: include, ..port_formula() });
             r.answer(T0, "intranet.example", &[[10, 20, 30, 40]]);
-            assert_eq!(
-                r.syn(T0 + S, "10.20.30.40", 30 * 256 + 40).len(),
-                n,
-                "include_internal {include}"
-            );
+            assert_eq!(r.syn(T0 + S, "10.20.30.40", 30 * 256 + 40).len(), n, "include_internal {include}");
             assert_eq!(r.det.stats().filtered_dest_internal, 1 - n as u64);
         }
     }
@@ -820,26 +724,11 @@ mod tests {
             };
             let mut r = Rig::new(cfg);
             r.answer(T0, "c2.example", &[[198, 51, 100, 7]]);
-            assert_eq!(
-                r.syn(T0 + S, "198.51.100.7", 10198).len(),
-                n,
-                "ignore {ignore}"
-            );
+            assert_eq!(r.syn(T0 + S, "198.51.100.7", 10198).len(), n, "ignore {ignore}");
             assert_eq!(r.det.stats().trusted_answers_ignored, 1 - n as u64);
-            assert_eq!(
-                r.cache.stats().answers,
-                1,
-                "the cache still holds the answer"
-            );
+            assert_eq!(r.cache.stats().answers, 1, "the cache still holds the answer");
             // Another resolver's answer still counts when ignoring.
-            r.answer_from(
-                T0,
-                CLIENT,
-                "203.0.113.53",
-                "c2.example",
-                &[],
-                &[[198, 51, 100, 7]],
-            );
+            r.answer_from(T0, CLIENT, "203.0.113.53", "c2.example", &[], &[[198, 51, 100, 7]]);
             assert_eq!(r.syn(T0 + 2 * S, "198.51.100.7", 10198).len(), 1 - n);
         }
     }
@@ -853,22 +742,11 @@ mod tests {
         };
         let mut r = Rig::new(cfg);
         for c in ["10.9.1.1", "10.0.0.77", CLIENT] {
-            r.answer_from(
-                T0,
-                c,
-                RESOLVER,
-                "c2.example",
-                &[],
-                &[[198, 51, 100, 7], [203, 0, 113, 9]],
-            );
+            r.answer_from(T0, c, RESOLVER, "c2.example", &[], &[[198, 51, 100, 7], [203, 0, 113, 9]]);
         }
         // Management IP as client, allowlisted client, management IP as destination.
-        assert!(r
-            .syn_from(T0 + S, "10.9.1.1", "203.0.113.9", 203 + 113)
-            .is_empty());
-        assert!(r
-            .syn_from(T0 + S, "10.0.0.77", "203.0.113.9", 203 + 113)
-            .is_empty());
+        assert!(r.syn_from(T0 + S, "10.9.1.1", "203.0.113.9", 203 + 113).is_empty());
+        assert!(r.syn_from(T0 + S, "10.0.0.77", "203.0.113.9", 203 + 113).is_empty());
         assert!(r.syn(T0 + S, "198.51.100.7", 10198).is_empty());
         let st = r.det.stats();
         assert_eq!((st.filtered_client, st.filtered_dest_management), (2, 1));
@@ -883,10 +761,7 @@ mod tests {
 
     #[test]
     fn volume_threshold_alerts_on_the_nth_syn() {
-        let mut r = Rig::new(CalcConfig {
-            volume_threshold: 3,
-            ..Default::default()
-        });
+        let mut r = Rig::new(CalcConfig { volume_threshold: 3, ..Default::default() });
         r.answer(T0, "c2.example", &[[198, 51, 100, 7]]);
         assert!(r.syn(T0 + S, "198.51.100.7", 10198).is_empty());
         assert!(r.syn(T0 + 2 * S, "198.51.100.7", 10198).is_empty());
@@ -910,16 +785,10 @@ mod tests {
         assert_eq!(field(&out[0], "portent.answer_age_ms"), 300_000);
         let mut r = Rig::new(CalcConfig::default());
         r.answer(T0, "c2.example", &[[198, 51, 100, 7]]);
-        assert!(
-            r.syn(T0 + window + 1, "198.51.100.7", 10198).is_empty(),
-            "1 ns past it"
-        );
+        assert!(r.syn(T0 + window + 1, "198.51.100.7", 10198).is_empty(), "1 ns past it");
         assert_eq!(r.det.stats().no_answer, 1);
         // A shorter detector window than the cache's wins.
-        let mut r = Rig::new(CalcConfig {
-            window: 10 * S,
-            ..Default::default()
-        });
+        let mut r = Rig::new(CalcConfig { window: 10 * S, ..Default::default() });
         r.answer(T0, "c2.example", &[[198, 51, 100, 7]]);
         assert!(r.syn(T0 + 11 * S, "198.51.100.7", 10198).is_empty());
         // A SYN before the answer (reordered capture) does not use it.
@@ -937,16 +806,10 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(field(&alerts[0], "portent.syn_count"), 1);
         let st = r.det.stats();
-        assert_eq!(
-            (st.matches, st.alerts, st.suppressed, st.dedup_entries),
-            (5, 1, 4, 1)
-        );
+        assert_eq!((st.matches, st.alerts, st.suppressed, st.dedup_entries), (5, 1, 4, 1));
         // The window runs from the first SYN (T0+1s); past it, with a fresh answer, a new alert.
         r.answer(T0 + 301 * S, "c2.example", &[[198, 51, 100, 7]]);
-        assert!(
-            r.syn(T0 + 301 * S, "198.51.100.7", 10198).is_empty(),
-            "T0+1s + 300 s: still the window"
-        );
+        assert!(r.syn(T0 + 301 * S, "198.51.100.7", 10198).is_empty(), "T0+1s + 300 s: still the window");
         let out = r.syn(T0 + 301 * S + 1, "198.51.100.7", 10198);
         assert_eq!(out.len(), 1);
         // expire() by packet time empties the table.
@@ -977,10 +840,7 @@ mod tests {
         // 203.0.113.9: apt12 gives 203*0+113, below the range; use 198.51.100.7 again.
         let mut off = Rig::new(CalcConfig::default());
         assert!(off.syn(T0, "198.51.100.7", 10198).is_empty());
-        let mut on = Rig::new(CalcConfig {
-            calc_without_dns: true,
-            ..Default::default()
-        });
+        let mut on = Rig::new(CalcConfig { calc_without_dns: true, ..Default::default() });
         let out = on.syn(T0, "198.51.100.7", 10198);
         assert_eq!(out.len(), 1);
         let a = &out[0];
@@ -992,16 +852,10 @@ mod tests {
             field(a, "event.reason"),
             "10.0.0.5 connected to 198.51.100.7:10198 = 198*51 + 100 (apt12) of the destination itself, with no DNS answer cached for 10.0.0.5"
         );
-        assert!(
-            on.syn(T0 + S, "198.51.100.7", 10198).is_empty(),
-            "deduplicated too"
-        );
+        assert!(on.syn(T0 + S, "198.51.100.7", 10198).is_empty(), "deduplicated too");
         assert_eq!(on.det.stats().alerts_no_dns, 1);
         // With any answer cached for the client, the DNS reading applies instead.
-        let mut on = Rig::new(CalcConfig {
-            calc_without_dns: true,
-            ..Default::default()
-        });
+        let mut on = Rig::new(CalcConfig { calc_without_dns: true, ..Default::default() });
         on.answer(T0, "unrelated.example", &[[93, 184, 216, 34]]);
         assert!(on.syn(T0 + S, "198.51.100.7", 10198).is_empty());
     }
@@ -1009,27 +863,14 @@ mod tests {
     #[test]
     fn reputation_raises_severity() {
         let feed = Some(Arc::new(DomainSet::parse("evil.example\n")));
-        let mut r = Rig::new(CalcConfig {
-            reputation: feed.clone(),
-            ..Default::default()
-        });
+        let mut r = Rig::new(CalcConfig { reputation: feed.clone(), ..Default::default() });
         r.answer(T0, "a.evil.example", &[[198, 51, 100, 7]]);
         let out = r.syn(T0 + S, "198.51.100.7", 10198);
         assert_eq!(field(&out[0], "event.severity"), 93);
         assert_eq!(field(&out[0], "portent.reputation_match"), "evil.example");
         // Through a CNAME, for another destination: 47 + 20.
-        let mut r = Rig::new(CalcConfig {
-            reputation: feed,
-            ..Default::default()
-        });
-        r.answer_from(
-            T0,
-            CLIENT,
-            RESOLVER,
-            "benign.example",
-            &["c.evil.example"],
-            &[[198, 51, 100, 7]],
-        );
+        let mut r = Rig::new(CalcConfig { reputation: feed, ..Default::default() });
+        r.answer_from(T0, CLIENT, RESOLVER, "benign.example", &["c.evil.example"], &[[198, 51, 100, 7]]);
         let out = r.syn(T0 + S, "203.0.113.9", 10198);
         assert_eq!(field(&out[0], "event.severity"), 67);
         // No feed match: no field.
@@ -1086,13 +927,7 @@ mod tests {
             x ^= x << 17;
             let src = IpAddr::V4(Ipv4Addr::from((x >> 32) as u32));
             let dst = IpAddr::V4(Ipv4Addr::from(x as u32));
-            let syn = Syn {
-                ts: T0 + i,
-                src,
-                sport: (x >> 16) as u16,
-                dst,
-                dport: (x >> 48) as u16,
-            };
+            let syn = Syn { ts: T0 + i, src, sport: (x >> 16) as u16, dst, dport: (x >> 48) as u16 };
             r.det.on_syn(&syn, &r.cache, &mut out);
         }
         assert!(out.is_empty());
@@ -1104,10 +939,7 @@ mod tests {
 
     #[test]
     fn dedup_table_is_capped() {
-        let mut r = Rig::new(CalcConfig {
-            max_dedup: 10,
-            ..port_formula()
-        });
+        let mut r = Rig::new(CalcConfig { max_dedup: 10, ..port_formula() });
         let mut n = 0;
         for p in 5000..5050u16 {
             r.answer(T0, "x.example", &[addr_for(p)]);
@@ -1123,10 +955,7 @@ mod tests {
     /// count time spent waiting for a core.
     fn cpu_ns() -> u64 {
         let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-        s.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     /// Not a timed test: `cargo test --release --lib detect::calc::tests::bench_on_syn -- --ignored --nocapture`.
@@ -1142,13 +971,8 @@ mod tests {
         let start = cpu_ns();
         for i in 0..n {
             // Ports that no formula gives: the common case, a SYN that matches nothing.
-            let syn = Syn {
-                ts: T0 + S + i,
-                src: client,
-                sport: 40_000,
-                dst,
-                dport: 20_000 + (i % 1000) as u16,
-            };
+            let syn =
+                Syn { ts: T0 + S + i, src: client, sport: 40_000, dst, dport: 20_000 + (i % 1000) as u16 };
             r.det.on_syn(&syn, &r.cache, &mut out);
         }
         let ns = (cpu_ns() - start) as f64 / n as f64;
@@ -1159,8 +983,7 @@ mod tests {
         let start = cpu_ns();
         let mut seen = 0u64;
         for i in 0..n {
-            r.cache
-                .lookup(client, T0 + S + i, |a| seen += u64::from(a.ts <= T0));
+            r.cache.lookup(client, T0 + S + i, |a| seen += u64::from(a.ts <= T0));
         }
         let ns = (cpu_ns() - start) as f64 / n as f64;
         assert_eq!(seen, 8 * n);

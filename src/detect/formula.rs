@@ -37,13 +37,7 @@ pub struct FormulaError {
 
 impl fmt::Display for FormulaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "at column {} (byte {}): {}",
-            self.pos + 1,
-            self.pos,
-            self.message
-        )
+        write!(f, "at column {} (byte {}): {}", self.pos + 1, self.pos, self.message)
     }
 }
 
@@ -94,9 +88,7 @@ enum Fast {
 impl Fast {
     fn of(prog: &[Ins]) -> Option<Fast> {
         match *prog {
-            [Ins::Load(a), Ins::Bin(Op::Mul, b), Ins::Bin(Op::Add, c)] => {
-                Some(Fast::MulAdd(a, b, c))
-            }
+            [Ins::Load(a), Ins::Bin(Op::Mul, b), Ins::Bin(Op::Add, c)] => Some(Fast::MulAdd(a, b, c)),
             [Ins::Load(a), Ins::PushLoad(b), Ins::Bin(Op::Add, c), Ins::BinPop(Op::Mul)] => {
                 Some(Fast::MulSum(a, b, c))
             }
@@ -145,9 +137,7 @@ fn fuse(post: &[Op]) -> (Vec<Ins>, usize) {
         i += 1;
         if let Some(s) = src(op) {
             match post.get(i) {
-                Some(&next)
-                    if live && src(next).is_none() && !matches!(next, Op::Neg | Op::Not) =>
-                {
+                Some(&next) if live && src(next).is_none() && !matches!(next, Op::Neg | Op::Not) => {
                     out.push(Ins::Bin(next, s));
                     i += 1;
                 }
@@ -179,35 +169,19 @@ impl Formula {
     /// Parses `text`. The name is kept for alerts; it plays no part in parsing.
     pub fn parse(name: &str, text: &str) -> Result<Formula, FormulaError> {
         if text.len() > MAX_TEXT {
-            return Err(err(
-                MAX_TEXT,
-                format!("formula is longer than {MAX_TEXT} bytes"),
-            ));
+            return Err(err(MAX_TEXT, format!("formula is longer than {MAX_TEXT} bytes")));
         }
         let toks = lex(text)?;
-        let mut p = Parser {
-            toks: &toks,
-            at: 0,
-            prog: Vec::new(),
-            depth: 0,
-            stack: 0,
-            max: 0,
-        };
+        let mut p = Parser { toks: &toks, at: 0, prog: Vec::new(), depth: 0, stack: 0, max: 0 };
         if matches!(p.peek().kind, Tok::End) {
-            return Err(err(
-                p.peek().pos,
-                "empty formula: expected an expression over o1..o4".into(),
-            ));
+            return Err(err(p.peek().pos, "empty formula: expected an expression over o1..o4".into()));
         }
         p.expr(0)?;
         let t = p.peek();
         if !matches!(t.kind, Tok::End) {
             return Err(err(
                 t.pos,
-                format!(
-                    "expected an operator or the end of the formula, found {}",
-                    t.kind
-                ),
+                format!("expected an operator or the end of the formula, found {}", t.kind),
             ));
         }
         let (prog, need) = fuse(&p.prog);
@@ -264,12 +238,8 @@ impl Formula {
     /// The raw value, before the port range check.
     pub fn eval_i64(&self, o: [u8; 4]) -> Option<i64> {
         match self.fast {
-            Some(Fast::MulAdd(a, b, c)) => {
-                return src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o))
-            }
-            Some(Fast::MulSum(a, b, c)) => {
-                return src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?)
-            }
+            Some(Fast::MulAdd(a, b, c)) => return src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o)),
+            Some(Fast::MulSum(a, b, c)) => return src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?),
             None => {}
         }
         // Zeroing the full stack would cost more than running a typical program, so the
@@ -430,10 +400,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
                 let hex = c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X'));
                 let (radix, from) = if hex { (16, i + 2) } else { (10, i) };
                 let mut j = from;
-                while b
-                    .get(j)
-                    .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
-                {
+                while b.get(j).is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_') {
                     j += 1;
                 }
                 let digits = text.get(from..j).unwrap_or("");
@@ -443,10 +410,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
                     Err(_) if !digits.is_empty() && digits.chars().all(|d| d.is_digit(radix)) => {
                         return Err(err(
                             start,
-                            format!(
-                                "number '{}' does not fit in 64 bits",
-                                text.get(start..j).unwrap_or("")
-                            ),
+                            format!("number '{}' does not fit in 64 bits", text.get(start..j).unwrap_or("")),
                         ));
                     }
                     Err(_) => {
@@ -459,10 +423,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
                 let mut j = i;
-                while b
-                    .get(j)
-                    .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
-                {
+                while b.get(j).is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_') {
                     j += 1;
                 }
                 let word = text.get(i..j).unwrap_or("");
@@ -475,9 +436,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
                     _ => {
                         return Err(err(
                             start,
-                            format!(
-                                "unknown name '{word}': a formula may use only o1, o2, o3 and o4"
-                            ),
+                            format!("unknown name '{word}': a formula may use only o1, o2, o3 and o4"),
                         ))
                     }
                 }
@@ -485,10 +444,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
             b'<' | b'>' => {
                 if b.get(i + 1) != Some(&c) {
                     let want = if c == b'<' { "<<" } else { ">>" };
-                    return Err(err(
-                        start,
-                        format!("expected '{want}' (comparisons are not supported)"),
-                    ));
+                    return Err(err(start, format!("expected '{want}' (comparisons are not supported)")));
                 }
                 i += 2;
                 if c == b'<' {
@@ -512,26 +468,15 @@ fn lex(text: &str) -> Result<Vec<Token>, FormulaError> {
                     b'(' => Tok::LParen,
                     b')' => Tok::RParen,
                     _ => {
-                        let ch = text
-                            .get(start..)
-                            .and_then(|s| s.chars().next())
-                            .unwrap_or('?');
+                        let ch = text.get(start..).and_then(|s| s.chars().next()).unwrap_or('?');
                         return Err(err(start, format!("unexpected character {ch:?}")));
                     }
                 }
             }
         };
-        toks.push(Token {
-            kind,
-            pos: start,
-            end: i,
-        });
+        toks.push(Token { kind, pos: start, end: i });
     }
-    toks.push(Token {
-        kind: Tok::End,
-        pos: b.len(),
-        end: b.len(),
-    });
+    toks.push(Token { kind: Tok::End, pos: b.len(), end: b.len() });
     Ok(toks)
 }
 
@@ -563,11 +508,7 @@ struct Parser<'t> {
     max: usize,
 }
 
-const END: Token = Token {
-    kind: Tok::End,
-    pos: 0,
-    end: 0,
-};
+const END: Token = Token { kind: Tok::End, pos: 0, end: 0 };
 
 impl Parser<'_> {
     fn peek(&self) -> Token {
@@ -591,9 +532,7 @@ impl Parser<'_> {
                 if self.stack > MAX_STACK {
                     return Err(err(
                         pos,
-                        format!(
-                            "formula needs more than {MAX_STACK} pending operands; simplify it"
-                        ),
+                        format!("formula needs more than {MAX_STACK} pending operands; simplify it"),
                     ));
                 }
             }
@@ -623,10 +562,7 @@ impl Parser<'_> {
     fn nest(&mut self, pos: usize) -> Result<(), FormulaError> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(err(
-                pos,
-                format!("nesting deeper than {MAX_NESTING} levels"),
-            ));
+            return Err(err(pos, format!("nesting deeper than {MAX_NESTING} levels")));
         }
         Ok(())
     }
@@ -654,18 +590,14 @@ impl Parser<'_> {
                 if close.kind != Tok::RParen {
                     return Err(err(
                         close.pos,
-                        format!(
-                            "expected ')' to close the '(' at byte {}, found {}",
-                            t.pos, close.kind
-                        ),
+                        format!("expected ')' to close the '(' at byte {}, found {}", t.pos, close.kind),
                     ));
                 }
                 Ok(())
             }
-            other => Err(err(
-                t.pos,
-                format!("expected a number, o1..o4, '(' or a unary operator, found {other}"),
-            )),
+            other => {
+                Err(err(t.pos, format!("expected a number, o1..o4, '(' or a unary operator, found {other}")))
+            }
         }
     }
 }
@@ -723,11 +655,7 @@ mod tests {
         let f = Formula::apt12();
         assert_eq!(
             &*f.prog,
-            &[
-                Ins::Load(Octet(0)),
-                Ins::Bin(Op::Mul, Octet(1)),
-                Ins::Bin(Op::Add, Octet(2))
-            ]
+            &[Ins::Load(Octet(0)), Ins::Bin(Op::Mul, Octet(1)), Ins::Bin(Op::Add, Octet(2))]
         );
         assert_eq!(f.need, 0);
         let v = Formula::apt12_variant();
@@ -775,10 +703,7 @@ mod tests {
         for t in texts {
             let f = Formula::parse("t", t).unwrap();
             assert!(f.fast.is_some(), "{t}");
-            let slow = Formula {
-                fast: None,
-                ..f.clone()
-            };
+            let slow = Formula { fast: None, ..f.clone() };
             let mut x = 0x2545_f491_4f6c_dd1du64;
             for _ in 0..20_000 {
                 x ^= x << 13;
@@ -792,11 +717,7 @@ mod tests {
             }
         }
         let big = Formula::parse("t", "9223372036854775807*o1 + o2").unwrap();
-        assert_eq!(
-            big.eval_i64([2, 0, 0, 0]),
-            None,
-            "overflow on the fast path too"
-        );
+        assert_eq!(big.eval_i64([2, 0, 0, 0]), None, "overflow on the fast path too");
     }
 
     #[test]
@@ -851,11 +772,7 @@ mod tests {
         assert_eq!(f.eval([255, 255, 0, 0]), Some(65535));
         let g = Formula::parse("t", "o1*256 + o2 + 1").unwrap();
         assert_eq!(g.eval([255, 255, 0, 0]), None, "65536");
-        assert_eq!(
-            Formula::parse("t", "o1 - 200").unwrap().eval(A),
-            None,
-            "negative"
-        );
+        assert_eq!(Formula::parse("t", "o1 - 200").unwrap().eval(A), None, "negative");
         assert_eq!(Formula::parse("t", "70000").unwrap().eval(A), None);
     }
 
@@ -863,25 +780,13 @@ mod tests {
     fn parse_errors_point_at_the_problem() {
         check_err("", 0, "empty formula");
         check_err("   ", 3, "empty formula");
-        check_err(
-            "(o1 + o2",
-            8,
-            "expected ')' to close the '(' at byte 0, found the end",
-        );
-        check_err(
-            "o1 + o2)",
-            7,
-            "expected an operator or the end of the formula, found ')'",
-        );
+        check_err("(o1 + o2", 8, "expected ')' to close the '(' at byte 0, found the end");
+        check_err("o1 + o2)", 7, "expected an operator or the end of the formula, found ')'");
         check_err("o1*o5", 3, "unknown name 'o5'");
         check_err("o1 + x", 5, "unknown name 'x'");
         check_err("o1 o2", 3, "found 'o2'");
         check_err("o1 + 3 4", 7, "found number 4");
-        check_err(
-            "o1 +",
-            4,
-            "expected a number, o1..o4, '(' or a unary operator, found the end",
-        );
+        check_err("o1 +", 4, "expected a number, o1..o4, '(' or a unary operator, found the end");
         check_err("o1 * * o2", 5, "found '*'");
         check_err("()", 1, "found ')'");
         check_err("o1 < 3", 3, "expected '<<'");
@@ -901,11 +806,7 @@ mod tests {
     fn nesting_is_bounded() {
         let ok = format!("{}o1{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
         assert_eq!(Formula::parse("t", &ok).unwrap().eval(A), Some(198));
-        let deep = format!(
-            "{}o1{}",
-            "(".repeat(MAX_NESTING + 1),
-            ")".repeat(MAX_NESTING + 1)
-        );
+        let deep = format!("{}o1{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
         check_err(&deep, MAX_NESTING, "nesting deeper than 64");
         let unary = format!("{}1", "-".repeat(MAX_NESTING + 1));
         check_err(&unary, MAX_NESTING, "nesting deeper");
@@ -934,20 +835,14 @@ mod bench {
     /// count time spent waiting for a core.
     fn cpu_ns() -> u64 {
         let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-        s.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     /// Not a timed test: `cargo test --release --lib detect::formula::bench -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn bench_eval() {
-        for (label, text) in [
-            ("apt12, fast path", "o1*o2 + o3"),
-            ("interpreted", "(o1*o2 + o3) ^ 0"),
-        ] {
+        for (label, text) in [("apt12, fast path", "o1*o2 + o3"), ("interpreted", "(o1*o2 + o3) ^ 0")] {
             let f = Formula::parse("t", text).unwrap();
             assert_eq!(f.fast.is_some(), label.contains("fast"));
             let n = 20_000_000u32;

@@ -16,7 +16,9 @@ pub fn shared_captures() -> Option<PathBuf> {
     if p.join("SOURCES.tsv").is_file() {
         Some(p)
     } else {
-        eprintln!("SKIP: ../shared/captures/public is absent; comparisons against the shared captures are skipped");
+        eprintln!(
+            "SKIP: ../shared/captures/public is absent; comparisons against the shared captures are skipped"
+        );
         None
     }
 }
@@ -91,7 +93,8 @@ pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
 }
 
 pub fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).udp(sport, dport);
+    let b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).udp(sport, dport);
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
     v
