@@ -4,6 +4,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use portent::config::Config;
+use portent::detect::formula::Formula;
+use portent::detect::reputation::DomainSet;
 use portent::output::{summary, Sink};
 use portent::pipeline::{self, Outputs, Progress};
 use std::io::{self, Write};
@@ -67,6 +69,25 @@ struct CommonArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     window: u64,
 
+    /// DNS Calculation: also try the formulas on the destination address itself when the
+    /// client has no cached answer (what Elastic's rule does; rule dns_calculation_no_dns).
+    #[arg(long)]
+    calc_without_dns: bool,
+
+    /// DNS Calculation: also flag destinations in private, loopback and link-local ranges
+    /// (internal-threat hunting).
+    #[arg(long)]
+    include_internal: bool,
+
+    /// An extra DNS Calculation formula over the octets o1..o4 of a resolved IPv4 address,
+    /// e.g. --formula 'xor=(o1^o2)*o3'. Repeatable; apt12 and apt12_variant stay on.
+    #[arg(long, value_name = "NAME=EXPR")]
+    formula: Vec<String>,
+
+    /// DomainReputationFeed: a file of known-bad domains, one a line (# comments allowed).
+    #[arg(long, value_name = "PATH")]
+    reputation: Option<PathBuf>,
+
     /// Write the end-of-run summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
@@ -109,7 +130,26 @@ fn config(c: &CommonArgs) -> Result<Config, String> {
         return Err("--window 0: the window must be at least one second".into());
     }
     cfg.cache.window = c.window.saturating_mul(portent::NANOS_PER_SEC);
+    cfg.calc.window = cfg.cache.window;
     cfg.dns_log = c.dns_log.is_some();
+    cfg.calc.calc_without_dns = c.calc_without_dns;
+    cfg.calc.include_internal = c.include_internal;
+    for f in &c.formula {
+        let (name, expr) = f
+            .split_once('=')
+            .ok_or_else(|| format!("--formula {f:?}: expected NAME=EXPR, e.g. 'xor=(o1^o2)*o3'"))?;
+        let name = name.trim();
+        if name.is_empty() || cfg.calc.formulas.iter().any(|x| x.name() == name) {
+            return Err(format!("--formula {f:?}: the name must be new and not empty"));
+        }
+        let formula = Formula::parse(name, expr).map_err(|e| format!("--formula {name}: {e}"))?;
+        cfg.calc.formulas.push(formula);
+    }
+    if let Some(p) = &c.reputation {
+        let set = DomainSet::load(p).map_err(|e| format!("--reputation {}: {e}", p.display()))?;
+        let set = Arc::new(set);
+        cfg.calc.reputation = Some(set.clone());
+    }
     Ok(cfg)
 }
 

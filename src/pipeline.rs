@@ -17,6 +17,7 @@
 use crate::cache::{AnswerCache, CacheStats};
 use crate::capture::{self, CaptureError, RawPacket};
 use crate::config::Config;
+use crate::decode::defrag::{Defrag, DefragConfig, Defragmenter};
 use crate::decode::{self, Decoded, Proto};
 use crate::detect::calc::{CalcDetector, CalcStats};
 use crate::detect::tunnel::{TunnelDetector, TunnelStats};
@@ -285,6 +286,9 @@ struct Dispatcher {
     first_ts: Option<Nanos>,
     last_ts: Option<Nanos>,
     stats: ReaderStats,
+    defrag: Defragmenter,
+    /// A reassembled datagram, copied out of the reassembler so it can be routed.
+    whole: Vec<u8>,
 }
 
 impl Dispatcher {
@@ -301,6 +305,8 @@ impl Dispatcher {
             first_ts: None,
             last_ts: None,
             stats: ReaderStats::default(),
+            defrag: Defragmenter::new(DefragConfig::default()),
+            whole: Vec::new(),
         }
     }
 
@@ -315,7 +321,22 @@ impl Dispatcher {
         self.clock = self.clock.max(p.ts);
         match decode::decode(p.linktype, p.data) {
             Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
-            Ok(Decoded::Fragment(_)) => self.stats.fragments += 1,
+            Ok(Decoded::Fragment(ip)) => {
+                self.stats.fragments += 1;
+                // Only the first fragment has the UDP header: DNS answers too big for one
+                // packet (DNSSEC, long TXT/NULL) exist only after reassembly.
+                if let Defrag::Complete(d) = self.defrag.process(p.ts, ip) {
+                    let mut whole = std::mem::take(&mut self.whole);
+                    whole.clear();
+                    whole.extend_from_slice(d);
+                    match decode::decode_ip(&whole) {
+                        Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
+                        Ok(_) => self.stats.other_ip += 1,
+                        Err(e) => self.stats.malformed(e),
+                    }
+                    self.whole = whole;
+                }
+            }
             Ok(Decoded::OtherIp) => self.stats.other_ip += 1,
             Ok(Decoded::NotIp) => self.stats.not_ip += 1,
             Err(e) => self.stats.malformed(e),
@@ -384,6 +405,7 @@ impl Dispatcher {
     /// Closes the batch: every worker gets its share, even an empty one, so that all of them
     /// see the same boundaries and clock.
     fn flush(&mut self, last: bool) {
+        self.defrag.expire(self.clock);
         for w in 0..self.n {
             let fresh = self.pool.try_recv().unwrap_or_default();
             let Some(slot) = self.current.get_mut(w) else {
@@ -404,6 +426,7 @@ impl Dispatcher {
     fn finish(&mut self) {
         self.flush(true);
         self.tx.clear();
+        self.stats.defrag = self.defrag.stats();
     }
 }
 

@@ -23,6 +23,7 @@ pub struct ReaderStats {
     pub mdns: u64,
     pub llmnr: u64,
     pub unsupported_linktype: u64,
+    pub defrag: crate::decode::defrag::DefragStats,
 }
 
 impl ReaderStats {

@@ -30,6 +30,20 @@ pub fn to_json(r: &RunReport) -> Value {
         "not_ip": r.reader.not_ip,
         "other_ip": r.reader.other_ip,
         "fragments": r.reader.fragments,
+        "defrag": {
+            "reassembled": r.reader.defrag.reassembled,
+            "tiny_first": r.reader.defrag.tiny_first,
+            "overlaps": r.reader.defrag.overlaps,
+            "overlap_conflicts": r.reader.defrag.overlap_conflicts,
+            "dropped_timeout": r.reader.defrag.dropped_timeout,
+            "dropped_cap_frags": r.reader.defrag.dropped_cap_frags,
+            "dropped_cap_pending": r.reader.defrag.dropped_cap_pending,
+            "dropped_cap_memory": r.reader.defrag.dropped_cap_memory,
+            "dropped_too_big": r.reader.defrag.dropped_too_big,
+            "dropped_bad_offset": r.reader.defrag.dropped_bad_offset,
+            "skipped_not_dns": r.reader.defrag.skipped_not_dns,
+            "malformed": r.reader.defrag.malformed,
+        },
         "malformed": r.reader.malformed,
         "unsupported_linktype": r.reader.unsupported_linktype,
         "dns": {
@@ -105,11 +119,19 @@ pub fn to_text(r: &RunReport) -> String {
         s.push_str(&format!("  packet time: {} .. {}\n", crate::time::rfc3339(a), crate::time::rfc3339(b)));
     }
     s.push_str(&format!(
-        "  decoded {} UDP/TCP; skipped: not IP {}, other IP {}, fragments {}; malformed: {}\n",
+        "  decoded {} UDP/TCP; skipped: not IP {}, other IP {}; fragments {} ({} datagrams reassembled, {} overlaps, {} dropped); malformed: {}\n",
         rd.decoded,
         rd.not_ip,
         rd.other_ip,
         rd.fragments,
+        rd.defrag.reassembled,
+        rd.defrag.overlaps,
+        rd.defrag.dropped_timeout
+            + rd.defrag.dropped_cap_frags
+            + rd.defrag.dropped_cap_pending
+            + rd.defrag.dropped_cap_memory
+            + rd.defrag.dropped_too_big
+            + rd.defrag.dropped_bad_offset,
         counts(&rd.malformed)
     ));
     s.push_str(&format!(
