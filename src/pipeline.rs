@@ -156,121 +156,172 @@ pub fn replay(
     outputs: Outputs,
     progress: Arc<Progress>,
 ) -> Result<RunReport, String> {
-    let started = Instant::now();
-    let n = cfg.threads.max(1);
-    let cfg = Arc::new(cfg.clone());
-    let cache = Arc::new(AnswerCache::new(cfg.cache.clone()));
-    let abort = Arc::new(AtomicBool::new(false));
-
-    // Build every detector first so a configuration error stops the run before it starts.
-    let mut workers = Vec::with_capacity(n);
-    for id in 0..n {
-        workers.push(Worker::new(id, n, cfg.clone(), cache.clone())?);
-    }
-
-    let (pool_tx, pool_rx) = bounded::<WorkBatch>(n * (QUEUE_BATCHES + 2));
-    let mut work_tx = Vec::with_capacity(n);
-    let mut out_rx = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for w in workers {
-        let (wtx, wrx) = bounded::<WorkBatch>(QUEUE_BATCHES);
-        let (otx, orx) = bounded::<Vec<OutLine>>(QUEUE_BATCHES);
-        work_tx.push(wtx);
-        out_rx.push(orx);
-        let pool_tx = pool_tx.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("portent-worker-{}", w.id))
-                .spawn(move || w.run(wrx, pool_tx, otx))
-                .map_err(|e| format!("cannot start a worker thread: {e}"))?,
-        );
-    }
-    drop(pool_tx);
-
-    let out_abort = abort.clone();
-    let out_progress = progress.clone();
-    let output = std::thread::Builder::new()
-        .name("portent-output".into())
-        .spawn(move || write_output(out_rx, outputs, out_abort, out_progress))
-        .map_err(|e| format!("cannot start the output thread: {e}"))?;
-
-    let mut d = Dispatcher::new(n, cfg.batch_packets, work_tx, pool_rx);
+    let mut engine = Engine::start(cfg, outputs, progress.clone())?;
     let mut capture_errors = Vec::new();
     let mut bytes_before = 0u64;
     for path in paths {
-        if abort.load(Ordering::Relaxed) {
+        if engine.aborted() {
             break;
         }
         let r = capture::read_file(
             path,
-            |p| {
-                d.packet(p);
-                if d.in_batch == 0 {
-                    progress.packets.store(d.stats.packets, Ordering::Relaxed);
-                }
-            },
+            |p| engine.packet(p),
             |b| progress.bytes.store(bytes_before + b, Ordering::Relaxed),
         );
+        bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         match r {
-            Ok(st) => {
-                d.stats.unsupported_linktype += st.unsupported_linktype;
-                bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            }
-            Err(e) => {
-                bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                capture_errors.push(e);
-            }
-        }
-        if abort.load(Ordering::Relaxed) {
-            break;
+            Ok(st) => engine.dispatcher.stats.unsupported_linktype += st.unsupported_linktype,
+            Err(e) => capture_errors.push(e),
         }
     }
-    d.finish();
-    progress.packets.store(d.stats.packets, Ordering::Relaxed);
-    let reader = d.stats.clone();
-    let (first_ts, last_ts) = (d.first_ts, d.last_ts);
-    drop(d);
+    engine.finish(capture_errors)
+}
 
-    let mut wstats = WorkerStats::default();
-    let mut txn = TxnStats::default();
-    let mut tcp = TcpDnsStats::default();
-    let mut calc = Vec::new();
-    let mut tunnel = Vec::new();
-    for h in handles {
-        let r = h.join().map_err(|_| "a worker thread panicked".to_string())?;
-        wstats.add(&r.stats);
-        txn.answered += r.txn.answered;
-        txn.unanswered += r.txn.unanswered;
-        txn.unsolicited += r.txn.unsolicited;
-        txn.evicted += r.txn.evicted;
-        tcp.messages += r.tcp.messages;
-        tcp.gaps += r.tcp.gaps;
-        tcp.evicted += r.tcp.evicted;
-        tcp.timed_out_partial += r.tcp.timed_out_partial;
-        tcp.oversize += r.tcp.oversize;
-        calc.push(r.calc);
-        tunnel.push(r.tunnel);
+/// The running pipeline, fed one packet at a time by whatever reads the packets: `replay`
+/// for files, the live capture loop for interfaces. The caller's thread is the reader.
+pub struct Engine {
+    started: Instant,
+    dispatcher: Dispatcher,
+    handles: Vec<std::thread::JoinHandle<WorkerResult>>,
+    output: std::thread::JoinHandle<OutputResult>,
+    cache: Arc<AnswerCache>,
+    abort: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+}
+
+impl Engine {
+    /// Builds the detectors (a configuration error stops here, before any thread starts),
+    /// then starts the workers and the output thread.
+    pub fn start(cfg: &Config, outputs: Outputs, progress: Arc<Progress>) -> Result<Engine, String> {
+        let started = Instant::now();
+        let n = cfg.threads.max(1);
+        let cfg = Arc::new(cfg.clone());
+        let cache = Arc::new(AnswerCache::new(cfg.cache.clone()));
+        let abort = Arc::new(AtomicBool::new(false));
+
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n {
+            workers.push(Worker::new(id, n, cfg.clone(), cache.clone())?);
+        }
+
+        let (pool_tx, pool_rx) = bounded::<WorkBatch>(n * (QUEUE_BATCHES + 2));
+        let mut work_tx = Vec::with_capacity(n);
+        let mut out_rx = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for w in workers {
+            let (wtx, wrx) = bounded::<WorkBatch>(QUEUE_BATCHES);
+            let (otx, orx) = bounded::<Vec<OutLine>>(QUEUE_BATCHES);
+            work_tx.push(wtx);
+            out_rx.push(orx);
+            let pool_tx = pool_tx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("portent-worker-{}", w.id))
+                    .spawn(move || w.run(wrx, pool_tx, otx))
+                    .map_err(|e| format!("cannot start a worker thread: {e}"))?,
+            );
+        }
+        drop(pool_tx);
+
+        let out_abort = abort.clone();
+        let out_progress = progress.clone();
+        let output = std::thread::Builder::new()
+            .name("portent-output".into())
+            .spawn(move || write_output(out_rx, outputs, out_abort, out_progress))
+            .map_err(|e| format!("cannot start the output thread: {e}"))?;
+
+        Ok(Engine {
+            started,
+            dispatcher: Dispatcher::new(n, cfg.batch_packets, work_tx, pool_rx),
+            handles,
+            output,
+            cache,
+            abort,
+            progress,
+        })
     }
-    let out = output.join().map_err(|_| "the output thread panicked".to_string())?;
-    Ok(RunReport {
-        reader,
-        workers: wstats,
-        txn,
-        tcp,
-        calc,
-        tunnel,
-        cache: cache.stats(),
-        answer_cache: cache,
-        capture_errors,
-        output_errors: out.errors,
-        alert_lines: out.alert_lines,
-        dns_lines: out.dns_lines,
-        alerts_by_rule: out.by_rule,
-        first_ts,
-        last_ts,
-        wall: started.elapsed(),
-        aborted: abort.load(Ordering::Relaxed),
-    })
+
+    /// One captured frame. Blocks when the workers are behind (replay loses nothing; a live
+    /// source counts its own drops at its queue).
+    pub fn packet(&mut self, p: &RawPacket<'_>) {
+        self.dispatcher.packet(p);
+        if self.dispatcher.in_batch == 0 {
+            self.progress.packets.store(self.dispatcher.stats.packets, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the current batch now, so that a quiet live link still gets its alerts out and
+    /// its timers run.
+    pub fn tick(&mut self) {
+        if self.dispatcher.in_batch > 0 {
+            self.dispatcher.flush(false);
+        }
+    }
+
+    /// An output failed: the caller should stop feeding packets.
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// The shared answer cache, for stats while running.
+    pub fn cache(&self) -> &Arc<AnswerCache> {
+        &self.cache
+    }
+
+    pub fn reader_stats(&self) -> &ReaderStats {
+        &self.dispatcher.stats
+    }
+
+    /// End of input: flushes every worker, waits for the output, and reports.
+    pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
+        let Engine { started, mut dispatcher, handles, output, cache, abort, progress } = self;
+        dispatcher.finish();
+        progress.packets.store(dispatcher.stats.packets, Ordering::Relaxed);
+        let reader = dispatcher.stats.clone();
+        let (first_ts, last_ts) = (dispatcher.first_ts, dispatcher.last_ts);
+        drop(dispatcher);
+
+        let mut wstats = WorkerStats::default();
+        let mut txn = TxnStats::default();
+        let mut tcp = TcpDnsStats::default();
+        let mut calc = Vec::new();
+        let mut tunnel = Vec::new();
+        for h in handles {
+            let r = h.join().map_err(|_| "a worker thread panicked".to_string())?;
+            wstats.add(&r.stats);
+            txn.answered += r.txn.answered;
+            txn.unanswered += r.txn.unanswered;
+            txn.unsolicited += r.txn.unsolicited;
+            txn.evicted += r.txn.evicted;
+            tcp.messages += r.tcp.messages;
+            tcp.gaps += r.tcp.gaps;
+            tcp.evicted += r.tcp.evicted;
+            tcp.timed_out_partial += r.tcp.timed_out_partial;
+            tcp.oversize += r.tcp.oversize;
+            calc.push(r.calc);
+            tunnel.push(r.tunnel);
+        }
+        let out = output.join().map_err(|_| "the output thread panicked".to_string())?;
+        Ok(RunReport {
+            reader,
+            workers: wstats,
+            txn,
+            tcp,
+            calc,
+            tunnel,
+            cache: cache.stats(),
+            answer_cache: cache,
+            capture_errors,
+            output_errors: out.errors,
+            alert_lines: out.alert_lines,
+            dns_lines: out.dns_lines,
+            alerts_by_rule: out.by_rule,
+            first_ts,
+            last_ts,
+            wall: started.elapsed(),
+            aborted: abort.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// The reader's half: decode, filter, route, batch.

@@ -59,7 +59,10 @@ fn real_tool_capture_gives_exactly_the_expected_alerts() {
 fn internal_destinations_alert_only_when_asked() {
     let got = calc_alerts(&alerts_of("dns-calc.pcap", &["--include-internal"]));
     assert_eq!(got.len(), 3, "{got:?}");
-    assert!(got.iter().any(|a| a.1 == "192.168.50.77" && a.2 == 32306 && a.4 == "intranet.c2-portent.test"), "{got:?}");
+    assert!(
+        got.iter().any(|a| a.1 == "192.168.50.77" && a.2 == 32306 && a.4 == "intranet.c2-portent.test"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -93,7 +96,9 @@ fn the_alert_record_has_every_documented_field() {
     for k in strings {
         assert!(a[k].is_string(), "{k} is a string in {a}");
     }
-    for k in ["event.severity", "source.port", "destination.port", "portent.answer_age_ms", "portent.syn_count"] {
+    for k in
+        ["event.severity", "source.port", "destination.port", "portent.answer_age_ms", "portent.syn_count"]
+    {
         assert!(a[k].is_number(), "{k} is a number in {a}");
     }
     assert!(a["portent.destination_is_answer"].is_boolean());
