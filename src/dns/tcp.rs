@@ -43,7 +43,10 @@ pub struct TcpDnsStreams {
 
 impl TcpDnsStreams {
     pub fn new(max_streams: usize) -> Self {
-        TcpDnsStreams { _max_streams: max_streams, stats: TcpDnsStats::default() }
+        TcpDnsStreams {
+            _max_streams: max_streams,
+            stats: TcpDnsStats::default(),
+        }
     }
 
     /// Feeds one segment; calls `on_msg` with each DNS message it completes (prefix removed).
