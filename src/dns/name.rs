@@ -31,11 +31,57 @@ pub enum NameError {
     BadLabelType,
 }
 
-/// Reads the name at `start` in `msg`, appends its presentation text to `out` (no trailing
-/// dot, root is "."), and returns the offset just past the name's in-place octets (after the
-/// first pointer, if any). On error `out` may hold a partial name: callers truncate it.
-pub fn read_name(msg: &[u8], start: usize, out: &mut String) -> Result<usize, NameError> {
-    let out_start = out.len();
+/// Reads the name at `start` in `msg` and returns its presentation text (no trailing dot,
+/// root is ".") with the offset just past the name's in-place octets (after the first
+/// pointer, if any).
+pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), NameError> {
+    // Render on the stack, then allocate once at the exact size. Most names fit the small
+    // buffer (zeroing the full-size one on every call costs more than the rare retry).
+    let mut small = [0u8; SMALL_TEXT];
+    let (len, end, text) = match render(msg, start, &mut small) {
+        Ok((len, end)) => (len, end, &small[..]),
+        Err(Overflow::Buffer) => {
+            let mut full = [0u8; MAX_NAME_TEXT];
+            let (len, end) = render(msg, start, &mut full).map_err(Overflow::into_name)?;
+            let s = full.get(..len).and_then(|t| std::str::from_utf8(t).ok());
+            return Ok((String::from(s.unwrap_or_default()), end));
+        }
+        Err(Overflow::Name(e)) => return Err(e),
+    };
+    let s = text
+        .get(..len)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or_default();
+    Ok((String::from(s), end))
+}
+
+/// Text length that covers nearly all real names without escapes.
+const SMALL_TEXT: usize = 256;
+
+/// `render` failed on the name, or only on the size of the text buffer it was given.
+enum Overflow {
+    Name(NameError),
+    Buffer,
+}
+
+impl Overflow {
+    fn into_name(self) -> NameError {
+        match self {
+            Overflow::Name(e) => e,
+            // The full-size buffer holds any name within MAX_NAME_WIRE.
+            Overflow::Buffer => NameError::TooLong,
+        }
+    }
+}
+
+impl From<NameError> for Overflow {
+    fn from(e: NameError) -> Self {
+        Overflow::Name(e)
+    }
+}
+
+fn render(msg: &[u8], start: usize, text: &mut [u8]) -> Result<(usize, usize), Overflow> {
+    let mut n = 0usize;
     let mut pos = start;
     // Pointers must land strictly before the start of the piece being read; each jump lowers
     // the limit, so no pointer can be followed twice and the walk cannot cycle.
@@ -50,19 +96,21 @@ pub fn read_name(msg: &[u8], start: usize, out: &mut String) -> Result<usize, Na
                 let len = usize::from(b);
                 wire += len + 1;
                 if wire > MAX_NAME_WIRE {
-                    return Err(NameError::TooLong);
+                    return Err(NameError::TooLong.into());
                 }
                 if len == 0 {
-                    if out.len() == out_start {
-                        out.push('.');
+                    if n == 0 {
+                        *text.get_mut(0).ok_or(Overflow::Buffer)? = b'.';
+                        n = 1;
                     }
-                    return Ok(end.unwrap_or(pos + 1));
+                    return Ok((n, end.unwrap_or(pos + 1)));
                 }
                 let label = msg.get(pos + 1..pos + 1 + len).ok_or(NameError::Short)?;
-                if out.len() != out_start {
-                    out.push('.');
+                if n != 0 {
+                    *text.get_mut(n).ok_or(Overflow::Buffer)? = b'.';
+                    n += 1;
                 }
-                push_escaped(out, label);
+                n = write_label(text, n, label).ok_or(Overflow::Buffer)?;
                 pos += 1 + len;
             }
             0xC0 => {
@@ -70,7 +118,7 @@ pub fn read_name(msg: &[u8], start: usize, out: &mut String) -> Result<usize, Na
                 let target = usize::from(b & 0x3F) << 8 | usize::from(lo);
                 hops += 1;
                 if target >= limit || hops > MAX_PTR_HOPS {
-                    return Err(NameError::BadPointer);
+                    return Err(NameError::BadPointer.into());
                 }
                 if end.is_none() {
                     end = Some(pos + 2);
@@ -78,9 +126,33 @@ pub fn read_name(msg: &[u8], start: usize, out: &mut String) -> Result<usize, Na
                 limit = target;
                 pos = target;
             }
-            _ => return Err(NameError::BadLabelType),
+            _ => return Err(NameError::BadLabelType.into()),
         }
     }
+}
+
+/// Writes `label` escaped at `text[n..]`, returns the new length, or `None` if `text` is too
+/// small (never for a `MAX_NAME_TEXT` buffer: the wire cap bounds the text).
+fn write_label(text: &mut [u8], n: usize, label: &[u8]) -> Option<usize> {
+    if !label.iter().any(|&c| needs_escape(c)) {
+        text.get_mut(n..n + label.len())?.copy_from_slice(label);
+        return Some(n + label.len());
+    }
+    let mut n = n;
+    for &c in label {
+        if needs_escape(c) {
+            text.get_mut(n..n + 4)?.copy_from_slice(&escape(c));
+            n += 4;
+        } else {
+            *text.get_mut(n)? = c;
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+fn escape(c: u8) -> [u8; 4] {
+    [b'\\', b'0' + c / 100, b'0' + (c / 10) % 10, b'0' + c % 10]
 }
 
 /// Steps over the name at `start` without following pointers (for records whose names nobody
@@ -130,10 +202,9 @@ pub fn push_escaped(out: &mut String, bytes: &[u8]) {
             out.push_str(s);
         }
         if let Some((&c, after)) = tail.split_first() {
-            out.push('\\');
-            out.push(char::from(b'0' + c / 100));
-            out.push(char::from(b'0' + (c / 10) % 10));
-            out.push(char::from(b'0' + c % 10));
+            for d in escape(c) {
+                out.push(char::from(d));
+            }
             rest = after;
         } else {
             rest = tail;
@@ -150,9 +221,13 @@ mod tests {
     use super::*;
 
     fn check(msg: &[u8], start: usize, expect: Result<(&str, usize), NameError>) {
-        let mut s = String::new();
-        let got = read_name(msg, start, &mut s).map(|end| (s.as_str(), end));
-        assert_eq!(got, expect);
+        let got = read_name(msg, start);
+        assert_eq!(
+            got.as_ref()
+                .map(|(s, end)| (s.as_str(), *end))
+                .map_err(|e| *e),
+            expect
+        );
     }
 
     #[test]
@@ -201,16 +276,12 @@ mod tests {
         }
         m.push(0);
         assert_eq!(m.len(), 255);
-        let mut s = String::new();
-        assert_eq!(read_name(&m, 0, &mut s), Ok(255));
-        assert_eq!(s.len(), MAX_NAME_TEXT);
+        let (s, end) = read_name(&m, 0).unwrap();
+        assert_eq!((s.len(), end), (MAX_NAME_TEXT, 255));
         // One more octet in the last label: 256.
         m[3 * 64] = 62;
         m.insert(254, 0);
-        assert_eq!(
-            read_name(&m, 0, &mut String::new()),
-            Err(NameError::TooLong)
-        );
+        assert_eq!(read_name(&m, 0), Err(NameError::TooLong));
         assert_eq!(skip_name(&m, 0), Err(NameError::TooLong));
     }
 
