@@ -247,3 +247,20 @@ fn every_shared_capture_replays_without_error() {
         ndjson(&log); // every line is JSON
     }
 }
+
+#[test]
+fn a_closed_pipe_on_standard_output_ends_quietly() {
+    let d = tmpdir("pipe");
+    let cap = project_capture("benign-lookups.pcap");
+    let script = format!(
+        "set -o pipefail; {} replay -q --alerts {} --dns-log - {} | head -1 >/dev/null; echo \"status=${{PIPESTATUS[0]}}\"",
+        bin().display(),
+        d.join("alerts").display(),
+        cap.display()
+    );
+    let o = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = stderr(&o);
+    assert!(out.contains("status=0"), "portent's own exit status: {out} {err}");
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
