@@ -8,10 +8,12 @@ use portent::detect::formula::Formula;
 use portent::detect::reputation::DomainSet;
 use portent::output::{summary, Sink};
 use portent::pipeline::{self, Outputs, Progress};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -184,7 +186,14 @@ fn replay(a: ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match pipeline::replay(&a.files, &cfg, outs, Arc::new(Progress::default())) {
+    let progress = Arc::new(Progress::default());
+    let meter = (!a.common.quiet && io::stderr().is_terminal())
+        .then(|| ProgressMeter::start(&a.files, progress.clone()));
+    let report = pipeline::replay(&a.files, &cfg, outs, progress);
+    if let Some(m) = meter {
+        m.stop();
+    }
+    let report = match report {
         Ok(r) => r,
         Err(e) => {
             err(e);
@@ -218,4 +227,55 @@ fn replay(a: ReplayArgs) -> ExitCode {
         code = 1;
     }
     ExitCode::from(code)
+}
+
+/// A one-line progress display on standard error (only when it is a terminal): bytes read
+/// of the total, packets/s, alerts so far, time left.
+struct ProgressMeter {
+    done: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ProgressMeter {
+    fn start(files: &[PathBuf], p: Arc<Progress>) -> ProgressMeter {
+        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let handle = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut shown = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let el = start.elapsed().as_secs_f64();
+                if el < 1.0 {
+                    continue;
+                }
+                let bytes = p.bytes.load(Ordering::Relaxed);
+                let pkts = p.packets.load(Ordering::Relaxed);
+                let alerts = p.alerts.load(Ordering::Relaxed);
+                let frac = if total > 0 { bytes as f64 / total as f64 } else { 0.0 };
+                let left = if frac > 0.0 { el / frac - el } else { 0.0 };
+                let _ = write!(
+                    io::stderr(),
+                    "\r\x1b[K{:5.1}% {} of {} MB, {:.0} kpackets/s, {} alerts, {:.0} s left",
+                    frac * 100.0,
+                    bytes >> 20,
+                    total >> 20,
+                    pkts as f64 / el / 1e3,
+                    alerts,
+                    left.max(0.0)
+                );
+                shown = true;
+            }
+            if shown {
+                let _ = write!(io::stderr(), "\r\x1b[K");
+            }
+        });
+        ProgressMeter { done, handle }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
 }
