@@ -25,6 +25,9 @@ pub struct Config {
     /// Packets per batch handed from the reader to the workers. Fixed, not derived from
     /// `threads`, so that output is the same for any thread count.
     pub batch_packets: usize,
+    /// `event.module` on alerts: "portent" for packets; the log source (zeek, suricata)
+    /// when the input is NSM logs.
+    pub event_module: Option<String>,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             tcp_idle: 60 * crate::NANOS_PER_SEC,
             dns_log: false,
             batch_packets: 4096,
+            event_module: None,
         }
     }
 }

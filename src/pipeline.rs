@@ -89,6 +89,15 @@ pub struct AlertTally {
     pub domains: HashMap<String, u64>,
 }
 
+/// Addresses and ports of a record that did not come as a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
 /// Which worker owns a client. Stable for the run and independent of timing.
 pub fn route(ip: IpAddr, workers: usize) -> usize {
     let h = match ip {
@@ -250,6 +259,40 @@ impl Engine {
         }
     }
 
+    /// A DNS message that arrived by other means than a frame (an NSM log record rendered
+    /// back to wire format): it goes through the same parse, cache and detectors as a
+    /// captured one. `src`/`dst` are the message's own direction.
+    pub fn dns_message(&mut self, ts: Nanos, flow: Flow, wire: &[u8]) {
+        let pk = decode::Packet {
+            src: flow.src,
+            dst: flow.dst,
+            sport: flow.sport,
+            dport: flow.dport,
+            proto: Proto::Udp,
+            payload: wire,
+        };
+        let response = wire.get(2).is_some_and(|b| b & 0x80 != 0);
+        let client = if response { flow.dst } else { flow.src };
+        self.dispatcher.external(ts, |d, seq| d.push(client, seq, ts, ItemKind::UdpDns, &pk));
+    }
+
+    /// A connection attempt known from a flow record (Zeek conn.log, Suricata flow): a SYN
+    /// for the DNS Calculation rule.
+    pub fn syn(&mut self, ts: Nanos, flow: Flow) {
+        let pk = decode::Packet {
+            src: flow.src,
+            dst: flow.dst,
+            sport: flow.sport,
+            dport: flow.dport,
+            proto: Proto::Tcp { seq: 0, syn: true, ack: false, fin: false, rst: false },
+            payload: &[],
+        };
+        self.dispatcher.external(ts, |d, seq| {
+            d.stats.syns += 1;
+            d.push(flow.src, seq, ts, ItemKind::Syn, &pk)
+        });
+    }
+
     /// Closes the current batch now, so that a quiet live link still gets its alerts out and
     /// its timers run.
     pub fn tick(&mut self) {
@@ -392,6 +435,21 @@ impl Dispatcher {
             Ok(Decoded::NotIp) => self.stats.not_ip += 1,
             Err(e) => self.stats.malformed(e),
         }
+        self.in_batch += 1;
+        if self.in_batch >= self.batch_packets {
+            self.flush(false);
+        }
+    }
+
+    /// An input record that is not a frame: it takes a place in the input order like a
+    /// packet does, so batching and output order stay deterministic.
+    fn external(&mut self, ts: Nanos, f: impl FnOnce(&mut Self, u64)) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = Some(ts);
+        self.clock = self.clock.max(ts);
+        f(self, seq);
         self.in_batch += 1;
         if self.in_batch >= self.batch_packets {
             self.flush(false);
@@ -643,7 +701,11 @@ impl Worker {
                 .iter()
                 .find_map(|k| a.doc.get(*k).and_then(Value::as_str).map(str::to_string));
             self.stats.alerts.entry(a.rule).and_modify(|c| *c += 1).or_insert(1);
-            let text = Value::Object(a.doc).to_string();
+            let mut doc = a.doc;
+            if let Some(m) = &self.cfg.event_module {
+                doc.insert("event.module".into(), Value::String(m.clone()));
+            }
+            let text = Value::Object(doc).to_string();
             self.lines.push(OutLine {
                 key: (seq, phase, a.ts),
                 text,
