@@ -862,6 +862,42 @@ pub(crate) mod tests {
         assert!(parsed > 100_000, "{parsed}");
     }
 
+    /// Survey, not a test: how every UDP/53 payload of every shared capture decodes.
+    /// `cargo test --lib parse_survey -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parse_survey() {
+        let root = format!(
+            "{}/../../shared/captures/public",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let Ok(dir) = std::fs::read_dir(&root) else {
+            return;
+        };
+        let mut names: Vec<_> = dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let n = n.to_string_lossy().into_owned();
+            let Some(file) = capture(&n) else { continue };
+            let payloads = udp53_payloads(&file);
+            if payloads.is_empty() {
+                continue;
+            }
+            let mut errs = std::collections::BTreeMap::new();
+            let mut anom = 0;
+            for p in &payloads {
+                match parse_message(p) {
+                    Ok(m) => anom += usize::from(m.anomalies != 0),
+                    Err(e) => *errs.entry(e.reason()).or_insert(0) += 1,
+                }
+            }
+            println!(
+                "{n}: {} msgs, {anom} with anomalies, errors {errs:?}",
+                payloads.len()
+            );
+        }
+    }
+
     /// A capture from `shared/captures/public`, found beside the repo (`../shared`, or
     /// `../../shared` from a worktree), or None (with a note) when the captures are absent.
     pub(crate) fn capture(name: &str) -> Option<Vec<u8>> {
