@@ -19,6 +19,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 const HEADER_LEN: usize = 12;
 /// TYPE, CLASS, TTL, RDLENGTH after a record's name (RFC 1035 §4.1.3).
 const RR_FIXED_LEN: usize = 10;
+/// Shortest possible question: root name + QTYPE + QCLASS.
+const MIN_QUESTION_LEN: usize = 5;
 /// Shortest possible record: root name + fixed part. Bounds the capacity we reserve from a
 /// count the sender controls.
 const MIN_RR_LEN: usize = 1 + RR_FIXED_LEN;
@@ -84,7 +86,7 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
     };
 
     let qd = usize::from(counts.qdcount());
-    m.questions = Vec::with_capacity(qd.min(w.remaining() / 5));
+    m.questions = Vec::with_capacity(qd.min(w.remaining() / MIN_QUESTION_LEN));
     for _ in 0..qd {
         if w.at_end() {
             w.flag(Anomaly::CountMismatch);
@@ -141,7 +143,7 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
 pub fn fuzz_parse(data: &[u8]) {
     let Ok(m) = parse_message(data) else { return };
     let name_ok = |n: &str| !n.is_empty() && n.len() <= super::name::MAX_NAME_TEXT && n.is_ascii();
-    assert!(m.questions.len() <= data.len() / 5);
+    assert!(m.questions.len() <= data.len() / MIN_QUESTION_LEN);
     assert!(m.answers.len() <= data.len() / MIN_RR_LEN);
     for q in &m.questions {
         assert!(name_ok(&q.name), "{:?}", q.name);
