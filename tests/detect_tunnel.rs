@@ -76,7 +76,15 @@ fn the_alert_says_why_with_the_numbers() {
     assert!(a["portent.tunnel.score"].as_f64().unwrap() >= a["portent.tunnel.threshold"].as_f64().unwrap());
     let crossed = a["portent.tunnel.crossed"].as_array().unwrap();
     assert!(!crossed.is_empty());
-    for k in ["queries", "distinct_subdomains", "max_label_len", "entropy", "bytes_up", "bytes_down", "nxdomain_share"] {
+    for k in [
+        "queries",
+        "distinct_subdomains",
+        "max_label_len",
+        "entropy",
+        "bytes_up",
+        "bytes_down",
+        "nxdomain_share",
+    ] {
         assert!(a[format!("portent.tunnel.{k}")].is_number(), "portent.tunnel.{k} in {a}");
     }
     assert!(a["portent.window.start"].is_string() && a["portent.window.end"].is_string());

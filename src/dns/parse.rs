@@ -727,8 +727,7 @@ pub(crate) mod tests {
                     5 if v.len() > 12 => {
                         // Counts: a random header count set to something large or small.
                         let c = 4 + 2 * self.below(4);
-                        v[c..c + 2]
-                            .copy_from_slice(&(self.next() as u16 >> self.below(16)).to_be_bytes());
+                        v[c..c + 2].copy_from_slice(&(self.next() as u16 >> self.below(16)).to_be_bytes());
                     }
                     _ => {
                         let b = self.next() as u8;
@@ -745,16 +744,12 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let mut b = B::new(1, QR_RD_RA, [1, 2, 0, 1]);
         b.q("www.example.com", rtype::A);
-        b.ptr(12)
-            .rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
+        b.ptr(12).rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
         b.ptr(45).rr_tail(rtype::MX, 60, &[0, 1, 0xC0, 12]);
         b.name("").rr_tail(rtype::OPT, 0x0100_0000, &[]);
         out.push(b.done());
         let mut b = B::new(2, QR_RD_RA, [1, 1, 1, 0]);
-        b.labels(&[b"\x80\xff\x01abc"])
-            .name("pirate.sea")
-            .u16(rtype::NULL)
-            .u16(1);
+        b.labels(&[b"\x80\xff\x01abc"]).name("pirate.sea").u16(rtype::NULL).u16(1);
         b.ptr(12).rr_tail(rtype::TXT, 1, b"\x03abc\x02\x00\xff");
         b.ptr(12).rr_tail(rtype::NS, 1, &[0xC0, 12]);
         out.push(b.done());
@@ -806,10 +801,7 @@ pub(crate) mod tests {
     #[test]
     #[ignore]
     fn parse_survey() {
-        let root = format!(
-            "{}/../../shared/captures/public",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let root = format!("{}/../../shared/captures/public", env!("CARGO_MANIFEST_DIR"));
         let Ok(dir) = std::fs::read_dir(&root) else {
             return;
         };
@@ -830,10 +822,7 @@ pub(crate) mod tests {
                     Err(e) => *errs.entry(e.reason()).or_insert(0) += 1,
                 }
             }
-            println!(
-                "{n}: {} msgs, {anom} with anomalies, errors {errs:?}",
-                payloads.len()
-            );
+            println!("{n}: {} msgs, {anom} with anomalies, errors {errs:?}", payloads.len());
         }
     }
 

@@ -258,11 +258,7 @@ pub fn fuzz_tcp(data: &[u8]) -> u64 {
             dst: IpAddr::from([10, 0, 0, 53]),
             dport: 53,
         };
-        let flags = TcpFlags {
-            syn: ctrl & 4 != 0,
-            fin: ctrl & 8 != 0,
-            rst: ctrl & 16 != 0,
-        };
+        let flags = TcpFlags { syn: ctrl & 4 != 0, fin: ctrl & 8 != 0, rst: ctrl & 16 != 0 };
         now += u64::from(ctrl >> 6) * 1_000;
         if ctrl & 32 != 0 {
             t.expire(now, 1_500);
@@ -270,11 +266,7 @@ pub fn fuzz_tcp(data: &[u8]) -> u64 {
         let seq = next[i].wrapping_add(i16::from_be_bytes([d0, d1]) as u32);
         next[i] = seq.wrapping_add(payload.len() as u32);
         t.on_segment(key, now, seq, flags, payload, &mut |m| {
-            assert!(
-                (MIN_MESSAGE..=512).contains(&m.len()),
-                "message of {} octets",
-                m.len()
-            );
+            assert!((MIN_MESSAGE..=512).contains(&m.len()), "message of {} octets", m.len());
             delivered += 1;
         });
         assert!(t.len() <= 2);
@@ -704,11 +696,7 @@ mod tests {
                 let mut stream = Vec::new();
                 for _ in 0..1 + rng.below(4) {
                     let seed = &seeds[rng.below(seeds.len())];
-                    let m = if rng.below(4) == 0 {
-                        rng.mutate(seed)
-                    } else {
-                        seed.clone()
-                    };
+                    let m = if rng.below(4) == 0 { rng.mutate(seed) } else { seed.clone() };
                     let m = &m[..m.len().min(500)];
                     stream.extend((m.len() as u16).to_be_bytes());
                     stream.extend(m);
