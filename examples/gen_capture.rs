@@ -286,7 +286,7 @@ fn pick_name(rng: &mut Rng) -> String {
             n.push_str(&random_label(rng, l, BASE32));
         }
         n.push('.');
-        let zone: &str = rng.pick(LONG_ZONES);
+        let zone = *rng.pick(LONG_ZONES);
         n.push_str(zone);
         n
     } else {
