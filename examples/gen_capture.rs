@@ -578,7 +578,7 @@ impl Gen {
         let svc = if tcp {
             *rng.pick(&[443u16, 443, 443, 80, 993, 22, 5222, 8443])
         } else {
-            *rng.pick(&[443u16, 443, 123, 3478, 51820, 5353])
+            *rng.pick(&[443u16, 443, 443, 3478, 51820, 4500])
         };
         let inbound = rng.chance(60);
         let (s, sp, d, dp) = if inbound { (remote, svc, client, eph) } else { (client, eph, remote, svc) };
