@@ -46,6 +46,8 @@ if [[ ! -s $FILE ]]; then
 fi
 
 BYTES=$(stat -c %s "$FILE")
+# Other work on the machine skews every row; the table records how busy it was.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 say "warming the page cache"
 cat "$FILE" >/dev/null
 if have capinfos; then
@@ -130,7 +132,7 @@ MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
     echo "<!-- replay:begin (written by benches/replay.sh) -->"
     echo "### Replay, $(date -u +%Y-%m-%dT%H:%MZ), portent $COMMIT"
     echo
-    echo "Machine: $(nproc) CPUs ($CPU), $MEM; $(uname -sr)."
+    echo "Machine: $(nproc) CPUs ($CPU), $MEM; $(uname -sr); load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end."
     echo "Capture: \`$FILE\`, $PACKETS packets, $BYTES bytes; page cache warm; median of $RUNS runs."
     echo "portent raised $ALERT_LINES alert lines on it."
     echo
