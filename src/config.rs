@@ -1,1 +1,45 @@
-//! Resolved settings for every stage.
+//! Resolved settings for every stage, built by the CLI from flags (and later a file).
+
+use crate::cache::CacheConfig;
+use crate::detect::calc::CalcConfig;
+use crate::detect::tunnel::TunnelConfig;
+use crate::Nanos;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Decoder workers; a client's packets always go to the same one.
+    pub threads: usize,
+    pub cache: CacheConfig,
+    pub calc: CalcConfig,
+    pub tunnel: TunnelConfig,
+    /// How long a query waits for its response before it is logged unanswered (Zeek: 10 s).
+    pub dns_timeout: Nanos,
+    /// Pending queries kept per worker.
+    pub max_pending_queries: usize,
+    /// DNS-over-TCP streams tracked per worker.
+    pub max_tcp_streams: usize,
+    /// Idle time after which a DNS-over-TCP stream is forgotten.
+    pub tcp_idle: Nanos,
+    /// Build DNS transaction records (only when a DNS log is wanted).
+    pub dns_log: bool,
+    /// Packets per batch handed from the reader to the workers. Fixed, not derived from
+    /// `threads`, so that output is the same for any thread count.
+    pub batch_packets: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            cache: CacheConfig::default(),
+            calc: CalcConfig::default(),
+            tunnel: TunnelConfig::default(),
+            dns_timeout: 10 * crate::NANOS_PER_SEC,
+            max_pending_queries: 65_536,
+            max_tcp_streams: 16_384,
+            tcp_idle: 60 * crate::NANOS_PER_SEC,
+            dns_log: false,
+            batch_packets: 4096,
+        }
+    }
+}

@@ -1,1 +1,281 @@
-fn main() {}
+//! The `portent` command. Thin: parse flags, build the configuration, run, report, and turn
+//! the outcome into an exit code (0 clean, 1 alerts with --fail-on-alert, 2 usage or input
+//! error, 3 runtime failure).
+
+use clap::{Args, Parser, Subcommand};
+use portent::config::Config;
+use portent::detect::formula::Formula;
+use portent::detect::reputation::DomainSet;
+use portent::output::{summary, Sink};
+use portent::pipeline::{self, Outputs, Progress};
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "portent",
+    version,
+    about = "Passive DNS C2 sensor: DNS Calculation (T1568.003) and DNS tunneling (T1071.004)",
+    long_about = "portent watches packets and never sends any. It flags TCP SYNs whose destination \
+port is computed from an address the client just resolved (APT12-style DNS Calculation), and \
+tunneling-shaped DNS (iodine, dnscat2, dns2tcp). Alerts are NDJSON with ECS field names on \
+standard output; the summary goes to standard error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay pcap/pcapng files through the detectors, with packet time as the clock.
+    #[command(
+        after_help = "Examples:\n  portent replay captures/dns-calc.pcap\n  portent replay --dns-log dns.ndjson -a alerts.ndjson day1-*.pcap\n  tcpdump -w - -i eth0 port 53 | portent replay -"
+    )]
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng), read in the order given, as one stream; "-" reads
+    /// standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Where alerts go, one NDJSON object a line ("-" is standard output).
+    #[arg(short = 'a', long, value_name = "PATH", default_value = "-")]
+    alerts: PathBuf,
+
+    /// Write one NDJSON record per DNS transaction (query with its response) here.
+    #[arg(long, value_name = "PATH")]
+    dns_log: Option<PathBuf>,
+
+    /// Decoder worker threads (default: the number of cores). Output is the same for any N.
+    #[arg(short = 't', long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// TimeWindow: how long a DNS answer stays usable for the DNS Calculation rule, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    window: u64,
+
+    /// DNS Calculation: also try the formulas on the destination address itself when the
+    /// client has no cached answer (what Elastic's rule does; rule dns_calculation_no_dns).
+    #[arg(long)]
+    calc_without_dns: bool,
+
+    /// DNS Calculation: also flag destinations in private, loopback and link-local ranges
+    /// (internal-threat hunting).
+    #[arg(long)]
+    include_internal: bool,
+
+    /// An extra DNS Calculation formula over the octets o1..o4 of a resolved IPv4 address,
+    /// e.g. --formula 'xor=(o1^o2)*o3'. Repeatable; apt12 and apt12_variant stay on.
+    #[arg(long, value_name = "NAME=EXPR")]
+    formula: Vec<String>,
+
+    /// DomainReputationFeed: a file of known-bad domains, one a line (# comments allowed).
+    #[arg(long, value_name = "PATH")]
+    reputation: Option<PathBuf>,
+
+    /// Write the end-of-run summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+
+    /// Do not print the summary on standard error.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+
+    /// Exit with status 1 when any alert was raised.
+    #[arg(long)]
+    fail_on_alert: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.cmd {
+        Cmd::Replay(a) => replay(a),
+    }
+}
+
+fn err(msg: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "portent: {msg}");
+}
+
+fn config(c: &CommonArgs) -> Result<Config, String> {
+    let mut cfg = Config::default();
+    if let Some(t) = c.threads {
+        if t == 0 || t > 256 {
+            return Err(format!("--threads {t}: must be between 1 and 256"));
+        }
+        cfg.threads = t;
+    }
+    if c.window == 0 {
+        return Err("--window 0: the window must be at least one second".into());
+    }
+    cfg.cache.window = c.window.saturating_mul(portent::NANOS_PER_SEC);
+    cfg.calc.window = cfg.cache.window;
+    cfg.dns_log = c.dns_log.is_some();
+    cfg.calc.calc_without_dns = c.calc_without_dns;
+    cfg.calc.include_internal = c.include_internal;
+    for f in &c.formula {
+        let (name, expr) = f
+            .split_once('=')
+            .ok_or_else(|| format!("--formula {f:?}: expected NAME=EXPR, e.g. 'xor=(o1^o2)*o3'"))?;
+        let name = name.trim();
+        if name.is_empty() || cfg.calc.formulas.iter().any(|x| x.name() == name) {
+            return Err(format!("--formula {f:?}: the name must be new and not empty"));
+        }
+        let formula = Formula::parse(name, expr).map_err(|e| format!("--formula {name}: {e}"))?;
+        cfg.calc.formulas.push(formula);
+    }
+    if let Some(p) = &c.reputation {
+        let set = DomainSet::load(p).map_err(|e| format!("--reputation {}: {e}", p.display()))?;
+        let set = Arc::new(set);
+        cfg.calc.reputation = Some(set.clone());
+    }
+    Ok(cfg)
+}
+
+fn outputs(c: &CommonArgs) -> Result<Outputs, String> {
+    let stdout = |p: &PathBuf| p.as_os_str() == "-";
+    if c.dns_log.as_ref().is_some_and(stdout) && stdout(&c.alerts) {
+        return Err(
+            "--dns-log - and alerts on standard output would mix; send alerts to a file with --alerts PATH"
+                .into(),
+        );
+    }
+    let alerts = Sink::create(&c.alerts).map_err(|e| format!("cannot open the alerts output: {e}"))?;
+    let dns_log = match &c.dns_log {
+        Some(p) => Some(Sink::create(p).map_err(|e| format!("cannot open the DNS log: {e}"))?),
+        None => None,
+    };
+    Ok(Outputs { alerts, dns_log })
+}
+
+fn replay(a: ReplayArgs) -> ExitCode {
+    let cfg = match config(&a.common) {
+        Ok(c) => c,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let outs = match outputs(&a.common) {
+        Ok(o) => o,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let progress = Arc::new(Progress::default());
+    let meter = (!a.common.quiet && io::stderr().is_terminal())
+        .then(|| ProgressMeter::start(&a.files, progress.clone()));
+    let report = pipeline::replay(&a.files, &cfg, outs, progress);
+    if let Some(m) = meter {
+        m.stop();
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    if !a.common.quiet {
+        let _ = io::stderr().write_all(summary::to_text(&report).as_bytes());
+    }
+    if let Some(p) = &a.common.summary_json {
+        let text = summary::to_json(&report).to_string() + "\n";
+        if let Err(e) = std::fs::write(p, text) {
+            err(format!("cannot write the summary to {}: {e}", p.display()));
+            return ExitCode::from(3);
+        }
+    }
+    let mut code = 0u8;
+    for e in &report.capture_errors {
+        err(e);
+        code = 2;
+    }
+    for (name, e) in &report.output_errors {
+        // A reader that hung up (`portent replay x.pcap | head -1`) is not a failure.
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            continue;
+        }
+        err(format!("writing to {name} failed: {e}"));
+        code = 3;
+    }
+    if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
+/// A one-line progress display on standard error (only when it is a terminal): bytes read
+/// of the total, packets/s, alerts so far, time left.
+struct ProgressMeter {
+    done: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ProgressMeter {
+    fn start(files: &[PathBuf], p: Arc<Progress>) -> ProgressMeter {
+        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let handle = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut shown = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let el = start.elapsed().as_secs_f64();
+                if el < 1.0 {
+                    continue;
+                }
+                let bytes = p.bytes.load(Ordering::Relaxed);
+                let pkts = p.packets.load(Ordering::Relaxed);
+                let alerts = p.alerts.load(Ordering::Relaxed);
+                let frac = if total > 0 { bytes as f64 / total as f64 } else { 0.0 };
+                let left = if frac > 0.0 { el / frac - el } else { 0.0 };
+                let _ = write!(
+                    io::stderr(),
+                    "\r\x1b[K{:5.1}% {} of {} MB, {:.0} kpackets/s, {} alerts, {:.0} s left",
+                    frac * 100.0,
+                    bytes >> 20,
+                    total >> 20,
+                    pkts as f64 / el / 1e3,
+                    alerts,
+                    left.max(0.0)
+                );
+                shown = true;
+            }
+            if shown {
+                let _ = write!(io::stderr(), "\r\x1b[K");
+            }
+        });
+        ProgressMeter { done, handle }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}

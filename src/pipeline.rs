@@ -1,1 +1,723 @@
-//! Threads and queues: reader → workers → output.
+//! Threads and queues: one reader → N workers → one output thread.
+//!
+//! The reader streams the capture, decodes link/IP/transport headers and keeps only what the
+//! detectors need: DNS on port 53 (UDP and TCP) and TCP SYNs. It routes each of those by the
+//! client's address, so that a client's answers, its SYNs and its tunnel state all live on
+//! one worker, and hands them over in batches over bounded crossbeam channels (never one send
+//! per packet). Workers parse DNS, fill the shared answer cache, run the detectors and turn
+//! what they find into NDJSON lines. The output thread merges the workers' lines back into
+//! input order and writes them.
+//!
+//! Determinism: batches close every `batch_packets` input packets whatever the thread count,
+//! every worker sees every batch boundary with the same packet clock, and the output orders
+//! lines by (packet index, phase, time, text). So the same input gives the same output for
+//! any `--threads`. (One exception, documented: when the answer cache overflows its global
+//! cap, which clients are evicted depends on thread timing.)
+
+use crate::cache::{AnswerCache, CacheStats};
+use crate::capture::{self, CaptureError, RawPacket};
+use crate::config::Config;
+use crate::decode::defrag::{Defrag, DefragConfig, Defragmenter};
+use crate::decode::{self, Decoded, Proto};
+use crate::detect::calc::{CalcDetector, CalcStats};
+use crate::detect::tunnel::{TunnelDetector, TunnelStats};
+use crate::detect::{Alert, DnsEvent, Syn};
+use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
+use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
+use crate::dns::{parse_message, DnsMessage};
+use crate::output::{dnslog, Sink};
+use crate::stats::{ReaderStats, WorkerStats};
+use crate::Nanos;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Batches in flight per worker: enough to ride out a slow batch, small enough that memory
+/// stays flat (each batch holds at most `batch_packets` DNS payloads).
+const QUEUE_BATCHES: usize = 8;
+
+pub const DNS_PORT: u16 = 53;
+pub const MDNS_PORT: u16 = 5353;
+pub const LLMNR_PORT: u16 = 5355;
+
+/// Live counters for a progress display; updated once per batch.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub packets: AtomicU64,
+    pub alerts: AtomicU64,
+}
+
+pub struct Outputs {
+    pub alerts: Sink,
+    pub dns_log: Option<Sink>,
+}
+
+/// Everything a run learned, for the summary and for tests.
+pub struct RunReport {
+    pub reader: ReaderStats,
+    pub workers: WorkerStats,
+    pub txn: TxnStats,
+    pub tcp: TcpDnsStats,
+    pub calc: Vec<CalcStats>,
+    pub tunnel: Vec<TunnelStats>,
+    pub cache: CacheStats,
+    pub answer_cache: Arc<AnswerCache>,
+    pub capture_errors: Vec<CaptureError>,
+    pub output_errors: Vec<(String, io::Error)>,
+    pub alert_lines: u64,
+    pub dns_lines: u64,
+    /// Alerts by rule, then by client and by domain, for the summary's top lists.
+    pub alerts_by_rule: BTreeMap<String, AlertTally>,
+    pub first_ts: Option<Nanos>,
+    pub last_ts: Option<Nanos>,
+    pub wall: Duration,
+    /// The run stopped early because an output failed.
+    pub aborted: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AlertTally {
+    pub count: u64,
+    pub clients: HashMap<IpAddr, u64>,
+    pub domains: HashMap<String, u64>,
+}
+
+/// Which worker owns a client. Stable for the run and independent of timing.
+pub fn route(ip: IpAddr, workers: usize) -> usize {
+    let h = match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u64) ^ ((x >> 64) as u64)
+        }
+    };
+    // Fibonacci hashing: spreads sequential addresses across workers.
+    ((h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % workers.max(1) as u64) as usize
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ItemKind {
+    UdpDns,
+    TcpDns { seq: u32, flags: TcpFlags },
+    Syn,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Item {
+    seq: u64,
+    ts: Nanos,
+    kind: ItemKind,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    /// Payload bytes in `WorkBatch::data`.
+    off: u32,
+    len: u32,
+}
+
+#[derive(Default)]
+struct WorkBatch {
+    items: Vec<Item>,
+    data: Vec<u8>,
+    /// Input packets before this boundary: the phase-1 (expiry) lines sort here.
+    end_seq: u64,
+    /// The packet clock at the boundary: the latest packet time seen so far.
+    end_ts: Nanos,
+    last: bool,
+}
+
+/// A line for one of the outputs, with its place in the merged order.
+struct OutLine {
+    key: (u64, u8, Nanos),
+    text: String,
+    alert: Option<AlertMeta>,
+}
+
+struct AlertMeta {
+    rule: &'static str,
+    client: IpAddr,
+    domain: Option<String>,
+}
+
+/// Reads every file in order through the pipeline. Capture errors (a bad or cut file) are
+/// collected, and the next file is still read: a rotated set with one damaged file loses
+/// only what that file lacks.
+pub fn replay(
+    paths: &[PathBuf],
+    cfg: &Config,
+    outputs: Outputs,
+    progress: Arc<Progress>,
+) -> Result<RunReport, String> {
+    let mut engine = Engine::start(cfg, outputs, progress.clone())?;
+    let mut capture_errors = Vec::new();
+    let mut bytes_before = 0u64;
+    for path in paths {
+        if engine.aborted() {
+            break;
+        }
+        let r = capture::read_file(
+            path,
+            |p| engine.packet(p),
+            |b| progress.bytes.store(bytes_before + b, Ordering::Relaxed),
+        );
+        bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        match r {
+            Ok(st) => engine.dispatcher.stats.unsupported_linktype += st.unsupported_linktype,
+            Err(e) => capture_errors.push(e),
+        }
+    }
+    engine.finish(capture_errors)
+}
+
+/// The running pipeline, fed one packet at a time by whatever reads the packets: `replay`
+/// for files, the live capture loop for interfaces. The caller's thread is the reader.
+pub struct Engine {
+    started: Instant,
+    dispatcher: Dispatcher,
+    handles: Vec<std::thread::JoinHandle<WorkerResult>>,
+    output: std::thread::JoinHandle<OutputResult>,
+    cache: Arc<AnswerCache>,
+    abort: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+}
+
+impl Engine {
+    /// Builds the detectors (a configuration error stops here, before any thread starts),
+    /// then starts the workers and the output thread.
+    pub fn start(cfg: &Config, outputs: Outputs, progress: Arc<Progress>) -> Result<Engine, String> {
+        let started = Instant::now();
+        let n = cfg.threads.max(1);
+        let cfg = Arc::new(cfg.clone());
+        let cache = Arc::new(AnswerCache::new(cfg.cache.clone()));
+        let abort = Arc::new(AtomicBool::new(false));
+
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n {
+            workers.push(Worker::new(id, n, cfg.clone(), cache.clone())?);
+        }
+
+        let (pool_tx, pool_rx) = bounded::<WorkBatch>(n * (QUEUE_BATCHES + 2));
+        let mut work_tx = Vec::with_capacity(n);
+        let mut out_rx = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for w in workers {
+            let (wtx, wrx) = bounded::<WorkBatch>(QUEUE_BATCHES);
+            let (otx, orx) = bounded::<Vec<OutLine>>(QUEUE_BATCHES);
+            work_tx.push(wtx);
+            out_rx.push(orx);
+            let pool_tx = pool_tx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("portent-worker-{}", w.id))
+                    .spawn(move || w.run(wrx, pool_tx, otx))
+                    .map_err(|e| format!("cannot start a worker thread: {e}"))?,
+            );
+        }
+        drop(pool_tx);
+
+        let out_abort = abort.clone();
+        let out_progress = progress.clone();
+        let output = std::thread::Builder::new()
+            .name("portent-output".into())
+            .spawn(move || write_output(out_rx, outputs, out_abort, out_progress))
+            .map_err(|e| format!("cannot start the output thread: {e}"))?;
+
+        Ok(Engine {
+            started,
+            dispatcher: Dispatcher::new(n, cfg.batch_packets, work_tx, pool_rx),
+            handles,
+            output,
+            cache,
+            abort,
+            progress,
+        })
+    }
+
+    /// One captured frame. Blocks when the workers are behind (replay loses nothing; a live
+    /// source counts its own drops at its queue).
+    pub fn packet(&mut self, p: &RawPacket<'_>) {
+        self.dispatcher.packet(p);
+        if self.dispatcher.in_batch == 0 {
+            self.progress.packets.store(self.dispatcher.stats.packets, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the current batch now, so that a quiet live link still gets its alerts out and
+    /// its timers run.
+    pub fn tick(&mut self) {
+        if self.dispatcher.in_batch > 0 {
+            self.dispatcher.flush(false);
+        }
+    }
+
+    /// An output failed: the caller should stop feeding packets.
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// The shared answer cache, for stats while running.
+    pub fn cache(&self) -> &Arc<AnswerCache> {
+        &self.cache
+    }
+
+    pub fn reader_stats(&self) -> &ReaderStats {
+        &self.dispatcher.stats
+    }
+
+    /// End of input: flushes every worker, waits for the output, and reports.
+    pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
+        let Engine { started, mut dispatcher, handles, output, cache, abort, progress } = self;
+        dispatcher.finish();
+        progress.packets.store(dispatcher.stats.packets, Ordering::Relaxed);
+        let reader = dispatcher.stats.clone();
+        let (first_ts, last_ts) = (dispatcher.first_ts, dispatcher.last_ts);
+        drop(dispatcher);
+
+        let mut wstats = WorkerStats::default();
+        let mut txn = TxnStats::default();
+        let mut tcp = TcpDnsStats::default();
+        let mut calc = Vec::new();
+        let mut tunnel = Vec::new();
+        for h in handles {
+            let r = h.join().map_err(|_| "a worker thread panicked".to_string())?;
+            wstats.add(&r.stats);
+            txn.answered += r.txn.answered;
+            txn.unanswered += r.txn.unanswered;
+            txn.unsolicited += r.txn.unsolicited;
+            txn.evicted += r.txn.evicted;
+            tcp.messages += r.tcp.messages;
+            tcp.gaps += r.tcp.gaps;
+            tcp.evicted += r.tcp.evicted;
+            tcp.timed_out_partial += r.tcp.timed_out_partial;
+            tcp.oversize += r.tcp.oversize;
+            calc.push(r.calc);
+            tunnel.push(r.tunnel);
+        }
+        let out = output.join().map_err(|_| "the output thread panicked".to_string())?;
+        Ok(RunReport {
+            reader,
+            workers: wstats,
+            txn,
+            tcp,
+            calc,
+            tunnel,
+            cache: cache.stats(),
+            answer_cache: cache,
+            capture_errors,
+            output_errors: out.errors,
+            alert_lines: out.alert_lines,
+            dns_lines: out.dns_lines,
+            alerts_by_rule: out.by_rule,
+            first_ts,
+            last_ts,
+            wall: started.elapsed(),
+            aborted: abort.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The reader's half: decode, filter, route, batch.
+struct Dispatcher {
+    n: usize,
+    batch_packets: usize,
+    current: Vec<WorkBatch>,
+    tx: Vec<Sender<WorkBatch>>,
+    pool: Receiver<WorkBatch>,
+    seq: u64,
+    in_batch: usize,
+    clock: Nanos,
+    first_ts: Option<Nanos>,
+    last_ts: Option<Nanos>,
+    stats: ReaderStats,
+    defrag: Defragmenter,
+    /// A reassembled datagram, copied out of the reassembler so it can be routed.
+    whole: Vec<u8>,
+}
+
+impl Dispatcher {
+    fn new(n: usize, batch_packets: usize, tx: Vec<Sender<WorkBatch>>, pool: Receiver<WorkBatch>) -> Self {
+        Dispatcher {
+            n,
+            batch_packets: batch_packets.max(1),
+            current: (0..n).map(|_| WorkBatch::default()).collect(),
+            tx,
+            pool,
+            seq: 0,
+            in_batch: 0,
+            clock: 0,
+            first_ts: None,
+            last_ts: None,
+            stats: ReaderStats::default(),
+            defrag: Defragmenter::new(DefragConfig::default()),
+            whole: Vec::new(),
+        }
+    }
+
+    fn packet(&mut self, p: &RawPacket<'_>) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(p.orig_len.max(p.data.len() as u32));
+        self.first_ts.get_or_insert(p.ts);
+        self.last_ts = Some(p.ts);
+        // Captures merged from several interfaces can step back in time; the clock never does.
+        self.clock = self.clock.max(p.ts);
+        match decode::decode(p.linktype, p.data) {
+            Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
+            Ok(Decoded::Fragment(ip)) => {
+                self.stats.fragments += 1;
+                // Only the first fragment has the UDP header: DNS answers too big for one
+                // packet (DNSSEC, long TXT/NULL) exist only after reassembly.
+                if let Defrag::Complete(d) = self.defrag.process(p.ts, ip) {
+                    let mut whole = std::mem::take(&mut self.whole);
+                    whole.clear();
+                    whole.extend_from_slice(d);
+                    match decode::decode_ip(&whole) {
+                        Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
+                        Ok(_) => self.stats.other_ip += 1,
+                        Err(e) => self.stats.malformed(e),
+                    }
+                    self.whole = whole;
+                }
+            }
+            Ok(Decoded::OtherIp) => self.stats.other_ip += 1,
+            Ok(Decoded::NotIp) => self.stats.not_ip += 1,
+            Err(e) => self.stats.malformed(e),
+        }
+        self.in_batch += 1;
+        if self.in_batch >= self.batch_packets {
+            self.flush(false);
+        }
+    }
+
+    fn classify(&mut self, seq: u64, ts: Nanos, pk: &decode::Packet<'_>) {
+        self.stats.decoded += 1;
+        match pk.proto {
+            Proto::Udp => {
+                if pk.sport == DNS_PORT || pk.dport == DNS_PORT {
+                    self.stats.dns_udp += 1;
+                    // The QR bit says which side asked; the asker is the client.
+                    let response = pk.payload.get(2).is_some_and(|b| b & 0x80 != 0);
+                    let client = if response { pk.dst } else { pk.src };
+                    self.push(client, seq, ts, ItemKind::UdpDns, pk);
+                } else if pk.sport == MDNS_PORT || pk.dport == MDNS_PORT {
+                    self.stats.mdns += 1;
+                } else if pk.sport == LLMNR_PORT || pk.dport == LLMNR_PORT {
+                    self.stats.llmnr += 1;
+                }
+            }
+            Proto::Tcp { seq: tseq, syn, ack, fin, rst } => {
+                if pk.sport == DNS_PORT || pk.dport == DNS_PORT {
+                    self.stats.dns_tcp_segments += 1;
+                    let client = if pk.dport == DNS_PORT { pk.src } else { pk.dst };
+                    let flags = TcpFlags { syn, fin, rst };
+                    self.push(client, seq, ts, ItemKind::TcpDns { seq: tseq, flags }, pk);
+                }
+                if syn && !ack {
+                    self.stats.syns += 1;
+                    self.push(pk.src, seq, ts, ItemKind::Syn, pk);
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, client: IpAddr, seq: u64, ts: Nanos, kind: ItemKind, pk: &decode::Packet<'_>) {
+        let w = route(client, self.n);
+        let Some(b) = self.current.get_mut(w) else {
+            return;
+        };
+        let payload: &[u8] = match kind {
+            ItemKind::Syn => &[],
+            _ => pk.payload,
+        };
+        let off = b.data.len() as u32;
+        b.data.extend_from_slice(payload);
+        b.items.push(Item {
+            seq,
+            ts,
+            kind,
+            src: pk.src,
+            dst: pk.dst,
+            sport: pk.sport,
+            dport: pk.dport,
+            off,
+            len: payload.len() as u32,
+        });
+    }
+
+    /// Closes the batch: every worker gets its share, even an empty one, so that all of them
+    /// see the same boundaries and clock.
+    fn flush(&mut self, last: bool) {
+        self.defrag.expire(self.clock);
+        for w in 0..self.n {
+            let fresh = self.pool.try_recv().unwrap_or_default();
+            let Some(slot) = self.current.get_mut(w) else {
+                continue;
+            };
+            let mut b = std::mem::replace(slot, fresh);
+            b.end_seq = self.seq;
+            b.end_ts = self.clock;
+            b.last = last;
+            if let Some(tx) = self.tx.get(w) {
+                // A worker only hangs up when it is gone; the join reports that.
+                let _ = tx.send(b);
+            }
+        }
+        self.in_batch = 0;
+    }
+
+    fn finish(&mut self) {
+        self.flush(true);
+        self.tx.clear();
+        self.stats.defrag = self.defrag.stats();
+    }
+}
+
+struct WorkerResult {
+    stats: WorkerStats,
+    txn: TxnStats,
+    tcp: TcpDnsStats,
+    calc: CalcStats,
+    tunnel: TunnelStats,
+}
+
+struct Worker {
+    id: usize,
+    n: usize,
+    cfg: Arc<Config>,
+    cache: Arc<AnswerCache>,
+    txns: Option<Transactions>,
+    tcp: TcpDnsStreams,
+    calc: CalcDetector,
+    tunnel: TunnelDetector,
+    stats: WorkerStats,
+    clock: Nanos,
+    last_cache_sweep: Nanos,
+    alerts: Vec<Alert>,
+    done: Vec<Transaction>,
+    lines: Vec<OutLine>,
+    tcp_msgs: Vec<Vec<u8>>,
+}
+
+impl Worker {
+    fn new(id: usize, n: usize, cfg: Arc<Config>, cache: Arc<AnswerCache>) -> Result<Worker, String> {
+        Ok(Worker {
+            id,
+            n,
+            txns: cfg.dns_log.then(|| Transactions::new(cfg.dns_timeout, cfg.max_pending_queries)),
+            tcp: TcpDnsStreams::new(cfg.max_tcp_streams),
+            calc: CalcDetector::new(cfg.calc.clone()),
+            tunnel: TunnelDetector::new(cfg.tunnel.clone())?,
+            cfg,
+            cache,
+            stats: WorkerStats::default(),
+            clock: 0,
+            last_cache_sweep: 0,
+            alerts: Vec::new(),
+            done: Vec::new(),
+            lines: Vec::new(),
+            tcp_msgs: Vec::new(),
+        })
+    }
+
+    fn run(
+        mut self,
+        rx: Receiver<WorkBatch>,
+        pool: Sender<WorkBatch>,
+        out: Sender<Vec<OutLine>>,
+    ) -> WorkerResult {
+        while let Ok(mut b) = rx.recv() {
+            for item in &b.items {
+                let payload = b.data.get(item.off as usize..(item.off + item.len) as usize).unwrap_or(&[]);
+                self.item(item, payload);
+            }
+            self.boundary(b.end_seq, b.end_ts, b.last);
+            let lines = std::mem::take(&mut self.lines);
+            if out.send(lines).is_err() || b.last {
+                break;
+            }
+            b.items.clear();
+            b.data.clear();
+            let _ = pool.try_send(b);
+        }
+        WorkerResult {
+            stats: self.stats,
+            txn: self.txns.as_ref().map(|t| t.stats()).unwrap_or_default(),
+            tcp: self.tcp.stats(),
+            calc: self.calc.stats(),
+            tunnel: self.tunnel.stats(),
+        }
+    }
+
+    fn item(&mut self, it: &Item, payload: &[u8]) {
+        match it.kind {
+            ItemKind::UdpDns => match parse_message(payload) {
+                Ok(msg) => self.message(it, msg, payload.len(), Transport::Udp),
+                Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
+            },
+            ItemKind::TcpDns { seq, flags } => {
+                let key = StreamKey { src: it.src, sport: it.sport, dst: it.dst, dport: it.dport };
+                let mut msgs = std::mem::take(&mut self.tcp_msgs);
+                self.tcp.on_segment(key, it.ts, seq, flags, payload, &mut |m| msgs.push(m.to_vec()));
+                for m in msgs.drain(..) {
+                    self.stats.dns_tcp_messages += 1;
+                    match parse_message(&m) {
+                        Ok(msg) => self.message(it, msg, m.len(), Transport::Tcp),
+                        Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
+                    }
+                }
+                self.tcp_msgs = msgs;
+            }
+            ItemKind::Syn => {
+                self.stats.syns += 1;
+                let syn = Syn { ts: it.ts, src: it.src, sport: it.sport, dst: it.dst, dport: it.dport };
+                self.calc.on_syn(&syn, &self.cache, &mut self.alerts);
+                self.emit(it.seq, 0);
+            }
+        }
+    }
+
+    fn message(&mut self, it: &Item, msg: DnsMessage, wire_len: usize, transport: Transport) {
+        self.stats.dns_messages += 1;
+        if msg.anomalies != 0 {
+            self.stats.dns_anomalies += 1;
+        }
+        let (client, client_port, server, server_port) = if msg.response {
+            (it.dst, it.dport, it.src, it.sport)
+        } else {
+            (it.src, it.sport, it.dst, it.dport)
+        };
+        if msg.response {
+            self.stats.dns_responses += 1;
+            self.stats.cached_answers += self.cache.insert(client, server, it.ts, &msg) as u64;
+        } else {
+            self.stats.dns_queries += 1;
+        }
+        self.tunnel.on_dns(&DnsEvent { ts: it.ts, client, server, msg: &msg, wire_len }, &mut self.alerts);
+        if let Some(txns) = self.txns.as_mut() {
+            let key = TxnKey { client, client_port, server, server_port, transport, id: msg.id };
+            txns.on_message(key, Seen { ts: it.ts, seq: it.seq, msg }, &mut self.done);
+        }
+        self.emit(it.seq, 0);
+    }
+
+    /// The batch boundary: time-driven work, at the same packet clock on every worker.
+    fn boundary(&mut self, end_seq: u64, end_ts: Nanos, last: bool) {
+        self.clock = self.clock.max(end_ts);
+        let now = self.clock;
+        if let Some(t) = self.txns.as_mut() {
+            t.expire(now, &mut self.done);
+        }
+        self.tunnel.expire(now, &mut self.alerts);
+        self.calc.expire(now);
+        self.tcp.expire(now, self.cfg.tcp_idle);
+        // Each worker sweeps only its own clients, by its own clock, so a sweep never takes
+        // an answer another worker could still use.
+        let every = (self.cfg.cache.window / 8).max(1);
+        if now.saturating_sub(self.last_cache_sweep) >= every {
+            let (id, n) = (self.id, self.n);
+            self.cache.expire_where(now, |ip| route(ip, n) == id);
+            self.last_cache_sweep = now;
+        }
+        if last {
+            if let Some(t) = self.txns.as_mut() {
+                t.flush(&mut self.done);
+            }
+            // End of input: close every window so the long-horizon scores report.
+            self.tunnel.expire(Nanos::MAX / 2, &mut self.alerts);
+        }
+        self.emit(end_seq, 1);
+    }
+
+    fn emit(&mut self, seq: u64, phase: u8) {
+        for a in self.alerts.drain(..) {
+            let domain = ["dns.question.registered_domain", "dns.question.name"]
+                .iter()
+                .find_map(|k| a.doc.get(*k).and_then(Value::as_str).map(str::to_string));
+            self.stats.alerts.entry(a.rule).and_modify(|c| *c += 1).or_insert(1);
+            let text = Value::Object(a.doc).to_string();
+            self.lines.push(OutLine {
+                key: (seq, phase, a.ts),
+                text,
+                alert: Some(AlertMeta { rule: a.rule, client: a.client, domain }),
+            });
+        }
+        for t in self.done.drain(..) {
+            let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
+            let text = Value::Object(dnslog::record(&t)).to_string();
+            self.lines.push(OutLine { key: (seq, phase, ts), text, alert: None });
+        }
+    }
+}
+
+struct OutputResult {
+    errors: Vec<(String, io::Error)>,
+    alert_lines: u64,
+    dns_lines: u64,
+    by_rule: BTreeMap<String, AlertTally>,
+}
+
+fn write_output(
+    rx: Vec<Receiver<Vec<OutLine>>>,
+    mut outputs: Outputs,
+    abort: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> OutputResult {
+    let mut by_rule: BTreeMap<String, AlertTally> = BTreeMap::new();
+    let mut merged: Vec<OutLine> = Vec::new();
+    let mut alerts = 0u64;
+    'outer: loop {
+        // One batch from every worker: together they cover one span of the input.
+        for r in &rx {
+            match r.recv() {
+                Ok(lines) => merged.extend(lines),
+                Err(_) => break 'outer,
+            }
+        }
+        merged.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.text.cmp(&b.text)));
+        for l in merged.drain(..) {
+            match l.alert {
+                Some(meta) => {
+                    alerts += 1;
+                    outputs.alerts.line(&l.text);
+                    let t = by_rule.entry(meta.rule.to_string()).or_default();
+                    t.count += 1;
+                    *t.clients.entry(meta.client).or_default() += 1;
+                    if let Some(d) = meta.domain {
+                        *t.domains.entry(d).or_default() += 1;
+                    }
+                }
+                None => {
+                    if let Some(s) = outputs.dns_log.as_mut() {
+                        s.line(&l.text);
+                    }
+                }
+            }
+        }
+        // Alerts are what an operator waits for: flush them every batch.
+        outputs.alerts.flush();
+        progress.alerts.store(alerts, Ordering::Relaxed);
+        if outputs.alerts.failed() || outputs.dns_log.as_ref().is_some_and(|s| s.failed()) {
+            abort.store(true, Ordering::Relaxed);
+        }
+    }
+    outputs.alerts.flush();
+    let mut errors = Vec::new();
+    let alert_lines = outputs.alerts.lines();
+    let mut dns_lines = 0;
+    errors.extend(outputs.alerts.take_error());
+    if let Some(s) = outputs.dns_log.as_mut() {
+        s.flush();
+        dns_lines = s.lines();
+        errors.extend(s.take_error());
+    }
+    OutputResult { errors, alert_lines, dns_lines, by_rule }
+}

@@ -9,12 +9,7 @@ pub fn rfc3339(ns: Nanos) -> String {
     let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
 }
 
 /// Howard Hinnant's days-from-epoch to proleptic Gregorian date.

@@ -150,9 +150,18 @@ impl AnswerCache {
 
     /// Drops every answer older than the window before `now`, and clients left with none.
     pub fn expire(&self, now: Nanos) {
+        self.expire_where(now, |_| true)
+    }
+
+    /// `expire`, for the clients that `mine` picks only: a worker sweeps its own clients by
+    /// its own clock, so it never takes an answer that a worker behind it could still use.
+    pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
         let window = self.cfg.window;
         let mut gone = 0;
-        self.map.retain(|_, e| {
+        self.map.retain(|k, e| {
+            if !mine(*k) {
+                return true;
+            }
             while e.answers.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
                 e.answers.pop_front();
             }
@@ -214,7 +223,7 @@ impl AnswerCache {
     pub fn snapshot(&self) -> Vec<(IpAddr, Vec<CachedAnswer>)> {
         let mut v: Vec<_> =
             self.map.iter().map(|e| (*e.key(), e.answers.iter().cloned().collect())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v
     }
 }
@@ -253,7 +262,10 @@ mod tests {
     #[test]
     fn answers_live_for_the_window() {
         let c = AnswerCache::new(CacheConfig::default());
-        assert_eq!(c.insert(ip("10.0.0.5"), ip("8.8.8.8"), 100 * S, &response("a.example", &[[1, 2, 3, 4]])), 1);
+        assert_eq!(
+            c.insert(ip("10.0.0.5"), ip("8.8.8.8"), 100 * S, &response("a.example", &[[1, 2, 3, 4]])),
+            1
+        );
         let mut seen = vec![];
         c.lookup(ip("10.0.0.5"), 150 * S, |a| seen.push((a.addr, a.qname.to_string(), a.resolver)));
         assert_eq!(seen, vec![(ip("1.2.3.4"), "a.example".to_string(), ip("8.8.8.8"))]);
@@ -271,7 +283,12 @@ mod tests {
     fn per_client_cap_evicts_oldest() {
         let cfg = CacheConfig { max_per_client: 2, ..Default::default() };
         let c = AnswerCache::new(cfg);
-        c.insert(ip("10.0.0.5"), ip("8.8.8.8"), S, &response("x", &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]));
+        c.insert(
+            ip("10.0.0.5"),
+            ip("8.8.8.8"),
+            S,
+            &response("x", &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]),
+        );
         let snap = c.snapshot();
         let addrs: Vec<_> = snap[0].1.iter().map(|a| a.addr).collect();
         assert_eq!(addrs, vec![ip("2.2.2.2"), ip("3.3.3.3")]);

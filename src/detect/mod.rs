@@ -2,6 +2,7 @@
 //! and returns `Alert`s; none does I/O or reads the wall clock.
 
 pub mod calc;
+pub mod formula;
 pub mod reputation;
 pub mod tunnel;
 

@@ -3,8 +3,10 @@
 //! `parse` turns one message into a `DnsMessage`; `tcp` turns TCP segments into messages.
 //! Neither does I/O.
 
+pub mod name;
 pub mod parse;
 pub mod tcp;
+pub mod txn;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -60,7 +62,10 @@ pub enum RData {
     Aaaa(Ipv6Addr),
     /// CNAME, NS, PTR, DNAME: a single domain name.
     Name(String),
-    Mx { preference: u16, exchange: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
     /// TXT character-strings, each escaped like a label (printable ASCII kept, `\DDD` else).
     Txt(Vec<String>),
     /// Any other type (NULL, HTTPS, SVCB, DNSSEC, private types...): kept as length only;
@@ -81,6 +86,11 @@ pub enum Anomaly {
     BadRdata = 1 << 2,
     /// The header's counts promise more than the message holds.
     CountMismatch = 1 << 3,
+    /// A compression pointer in a record (or its RDATA) pointed forward, at itself or in a
+    /// cycle; set with `RecordsTruncated` or `BadRdata`.
+    BadPointer = 1 << 4,
+    /// A name in a record (or its RDATA) was longer than 255 octets on the wire.
+    NameTooLong = 1 << 5,
 }
 
 impl DnsMessage {

@@ -1,1 +1,11 @@
-//! NDJSON writers for DNS transactions, alerts and stats.
+//! NDJSON out: DNS transaction records and alerts, one JSON object a line, with ECS field
+//! names written as flat dotted keys (`"source.ip"`), which Elasticsearch, Vector and jq
+//! all read as the nested fields.
+//!
+//! **Architecture invariant:** only `output` and `detect` build JSON; decoding never does.
+
+pub mod dnslog;
+pub mod sink;
+pub mod summary;
+
+pub use sink::Sink;

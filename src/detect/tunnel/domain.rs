@@ -118,9 +118,9 @@ pub fn registered_domain<'a>(name: &'a str, list: &SuffixList) -> &'a str {
         return ".";
     }
     let known_start = match list {
-        SuffixList::Builtin => psl::suffix(name.as_bytes())
-            .filter(|s| s.is_known())
-            .map(|s| name.len() - s.as_bytes().len()),
+        SuffixList::Builtin => {
+            psl::suffix(name.as_bytes()).filter(|s| s.is_known()).map(|s| name.len() - s.as_bytes().len())
+        }
         SuffixList::File(set) => set.suffix_start(name),
     };
     match known_start {
@@ -185,10 +185,7 @@ impl DomainAllowList {
     pub fn extend_text(&mut self, text: &str) {
         for line in text.lines() {
             let e = line.split('#').next().unwrap_or("").trim();
-            let e = e
-                .trim_start_matches("*.")
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            let e = e.trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase();
             if e.is_empty() {
                 continue;
             }
@@ -197,10 +194,7 @@ impl DomainAllowList {
     }
 
     pub fn add(&mut self, entry: &str) {
-        let e = entry
-            .trim_start_matches("*.")
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let e = entry.trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase();
         if e.starts_with('_') && !e.contains('.') {
             self.labels.insert(e);
         } else if !e.is_empty() {
@@ -233,10 +227,7 @@ impl DomainAllowList {
         let mut end_labels = 0;
         let mut pos = name.len();
         loop {
-            let start = name
-                .get(..pos)
-                .and_then(|s| s.rfind('.'))
-                .map_or(0, |i| i + 1);
+            let start = name.get(..pos).and_then(|s| s.rfind('.')).map_or(0, |i| i + 1);
             end_labels += 1;
             if let Some(d) = name.get(start..).and_then(|c| self.domains.get(c)) {
                 return Some(d.as_str());
@@ -313,21 +304,14 @@ mod tests {
 
     #[test]
     fn allowlist_domains_and_labels() {
-        let a = DomainAllowList::parse(
-            "in-addr.arpa # reverse\n*.avqs.mcafee.com\n_domainkey\nSpamhaus.org.\n",
-        );
+        let a =
+            DomainAllowList::parse("in-addr.arpa # reverse\n*.avqs.mcafee.com\n_domainkey\nSpamhaus.org.\n");
         assert_eq!(a.len(), 4);
         assert_eq!(a.matching("4.3.2.1.in-addr.arpa"), Some("in-addr.arpa"));
         assert_eq!(a.matching("0.1.2.3.zen.spamhaus.org"), Some("spamhaus.org"));
-        assert_eq!(
-            a.matching("abcdef.avqs.mcafee.com"),
-            Some("avqs.mcafee.com")
-        );
+        assert_eq!(a.matching("abcdef.avqs.mcafee.com"), Some("avqs.mcafee.com"));
         assert_eq!(a.matching("www.mcafee.com"), None);
-        assert_eq!(
-            a.matching("sel1._domainkey.example.com"),
-            Some("_domainkey")
-        );
+        assert_eq!(a.matching("sel1._domainkey.example.com"), Some("_domainkey"));
         assert_eq!(a.matching("notspamhaus.org"), None);
         assert_eq!(a.matching("arpa"), None);
     }
@@ -347,9 +331,7 @@ mod tests {
             "s1._domainkey.example.com",
             "_ipp._tcp.example.com",
             "_sip._udp.example.com",
-            "iTunes_Ctrl_4ABB39A41EEFDEB3.local"
-                .to_ascii_lowercase()
-                .as_str(),
+            "iTunes_Ctrl_4ABB39A41EEFDEB3.local".to_ascii_lowercase().as_str(),
         ] {
             assert!(a.matching(n).is_some(), "{n}");
         }

@@ -102,10 +102,7 @@ pub fn name_features(sub: &str) -> NameFeatures {
     let (mut upper, mut lower, mut digit, mut high_letter) = (false, false, false, false);
     let (mut b64_punct, mut other, mut binary) = (false, 0u32, 0u32);
     let mut fp = FNV_OFFSET;
-    for item in (Decoded {
-        s: sub.as_bytes(),
-        i: 0,
-    }) {
+    for item in (Decoded { s: sub.as_bytes(), i: 0 }) {
         len += 1;
         let Some(b) = item else {
             max_label = max_label.max(label);
@@ -154,13 +151,7 @@ pub fn name_features(sub: &str) -> NameFeatures {
     } else {
         None
     };
-    NameFeatures {
-        sub_len: len,
-        max_label,
-        entropy,
-        alphabet,
-        fingerprint: fp,
-    }
+    NameFeatures { sub_len: len, max_label, entropy, alphabet, fingerprint: fp }
 }
 
 fn entropy_of(hist: &[u16; 256], n: u32) -> f32 {
@@ -223,10 +214,7 @@ pub fn info_bits(decoded: &[u8], prev: &[u8], entropy: f32) -> f32 {
 /// Returns the number of bytes written.
 pub fn decode_into(sub: &str, out: &mut [u8; PREV_CAP]) -> usize {
     let mut n = 0;
-    for item in (Decoded {
-        s: sub.as_bytes(),
-        i: 0,
-    }) {
+    for item in (Decoded { s: sub.as_bytes(), i: 0 }) {
         let Some(slot) = out.get_mut(n) else { break };
         *slot = item.unwrap_or(b'.');
         n += 1;
@@ -244,10 +232,7 @@ mod tests {
         assert_eq!(f.sub_len, 8); // a b 0xC8 0xFF c . d e
         assert_eq!(f.max_label, 5);
         let f = name_features("");
-        assert_eq!(
-            (f.sub_len, f.max_label, f.entropy, f.alphabet),
-            (0, 0, 0.0, None)
-        );
+        assert_eq!((f.sub_len, f.max_label, f.entropy, f.alphabet), (0, 0, 0.0, None));
         // `\.` and a malformed escape are single bytes, never separators.
         let f = name_features("a\\.b\\9");
         assert_eq!((f.sub_len, f.max_label), (4, 4));
@@ -267,15 +252,9 @@ mod tests {
     fn alphabets() {
         let a = |s: &str| name_features(s).alphabet;
         // dnscat2 (ndpi_bad-dns-traffic.pcap)
-        assert_eq!(
-            a("05e100a621c3620001636f6e736f6c65202873697276696d65732900"),
-            Some(Alphabet::Hex)
-        );
+        assert_eq!(a("05e100a621c3620001636f6e736f6c65202873697276696d65732900"), Some(Alphabet::Hex));
         // iodine base32 (elastic_dns-tunnel-iodine.pcap)
-        assert_eq!(
-            a("laegpumiplhhpz12ynd1efljwlkjcgwy"),
-            Some(Alphabet::Base32)
-        );
+        assert_eq!(a("laegpumiplhhpz12ynd1efljwlkjcgwy"), Some(Alphabet::Base32));
         // dns2tcp base64 (suri_dns2tcp_bug-1158.pcap)
         assert_eq!(
             a("hvOBgAABAEI5ODFGMjk4MEMyRTFFOEZDREI1MEZGRTA2OEIxQzMwODcyQTlBQjc"),
@@ -287,10 +266,7 @@ mod tests {
             Some(Alphabet::Base64)
         );
         // iodine base128: high-bit bytes escaped
-        assert_eq!(
-            a("1qcaf82\\2002hb\\201\\202Y\\203zwq\\204\\205\\2064yp"),
-            Some(Alphabet::Binary)
-        );
+        assert_eq!(a("1qcaf82\\2002hb\\201\\202Y\\203zwq\\204\\205\\2064yp"), Some(Alphabet::Binary));
         // Too short, or ordinary host names.
         assert_eq!(a("test1199"), None);
         assert_eq!(a("7cd501a621c36201"), Some(Alphabet::Hex));
@@ -301,14 +277,8 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_case_only() {
-        assert_eq!(
-            name_features("WwW").fingerprint,
-            name_features("www").fingerprint
-        );
-        assert_ne!(
-            name_features("www1").fingerprint,
-            name_features("www2").fingerprint
-        );
+        assert_eq!(name_features("WwW").fingerprint, name_features("www").fingerprint);
+        assert_ne!(name_features("www1").fingerprint, name_features("www2").fingerprint);
     }
 
     #[test]

@@ -412,11 +412,7 @@ impl TunnelDetector {
     }
 
     pub fn stats(&self) -> TunnelStats {
-        TunnelStats {
-            groups: self.live,
-            clients: self.clients.len(),
-            ..self.stats
-        }
+        TunnelStats { groups: self.live, clients: self.clients.len(), ..self.stats }
     }
 
     pub fn on_dns(&mut self, ev: &DnsEvent, out: &mut Vec<Alert>) {
@@ -465,10 +461,7 @@ impl TunnelDetector {
             g.saw_query = true;
         }
         if ev.ts >= g.w.start.saturating_add(cfg.window) {
-            g.w = Window {
-                start: ev.ts,
-                ..Window::default()
-            };
+            g.w = Window { start: ev.ts, ..Window::default() };
         }
         g.w.last = g.w.last.max(ev.ts);
         if ev.ts >= g.h_start.saturating_add(cfg.horizon) {
@@ -488,9 +481,7 @@ impl TunnelDetector {
         if counts_query {
             g.last_query = ev.ts;
             // The subdomain: what is left of the registered domain and its joining dot.
-            let sub = raw
-                .get(..raw.len().saturating_sub(rd.len() + 1))
-                .unwrap_or("");
+            let sub = raw.get(..raw.len().saturating_sub(rd.len() + 1)).unwrap_or("");
             let f = features::name_features(sub);
             count_query(g, cfg, raw, sub, &f, q.qtype);
         }
@@ -500,12 +491,8 @@ impl TunnelDetector {
                 g.w.nxdomain += 1;
             }
             g.w.bytes_down += ev.msg.answer_rdata_bytes as u64;
-            let tn = ev
-                .msg
-                .answers
-                .iter()
-                .filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL)
-                .count();
+            let tn =
+                ev.msg.answers.iter().filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL).count();
             g.w.txt_null_answers = g.w.txt_null_answers.saturating_add(tn as u32);
         }
         if !g.w.alerted {
@@ -539,8 +526,7 @@ impl TunnelDetector {
             self.stats.expired += 1;
         }
         let window = self.cfg.window;
-        self.reputation_seen
-            .retain(|_, t| t.saturating_add(window) > now);
+        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
     }
 
     /// Finds or creates the group, moving it to the front of the recency list.
@@ -562,11 +548,7 @@ impl TunnelDetector {
             last_seen: ts,
             last_query: 0,
             saw_query: false,
-            w: Window {
-                start: ts,
-                last: ts,
-                ..Window::default()
-            },
+            w: Window { start: ts, last: ts, ..Window::default() },
             long_start: ts,
             long_queries: 0,
             long_distinct: 0,
@@ -590,11 +572,7 @@ impl TunnelDetector {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.clients
-            .entry(client)
-            .or_default()
-            .domains
-            .insert(rd.into(), i);
+        self.clients.entry(client).or_default().domains.insert(rd.into(), i);
         self.live += 1;
         self.link_front(i);
         i
@@ -696,27 +674,15 @@ impl TunnelDetector {
             );
             doc.insert("source.ip".into(), json!(ev.client.to_string()));
             doc.insert("destination.ip".into(), json!(ev.server.to_string()));
-            doc.insert(
-                "portent.window.start".into(),
-                json!(crate::time::rfc3339(c.w_start)),
-            );
+            doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(c.w_start)));
             doc.insert(
                 "portent.window.end".into(),
                 json!(crate::time::rfc3339(c.w_start.saturating_add(cfg.window))),
             );
             doc.insert("portent.burst.queries".into(), json!(c.queries));
-            doc.insert(
-                "portent.burst.queries_threshold".into(),
-                json!(cfg.burst_queries),
-            );
-            doc.insert(
-                "portent.burst.registered_domains".into(),
-                json!(c.distinct_domains),
-            );
-            doc.insert(
-                "portent.burst.registered_domains_threshold".into(),
-                json!(cfg.burst_domains),
-            );
+            doc.insert("portent.burst.queries_threshold".into(), json!(cfg.burst_queries));
+            doc.insert("portent.burst.registered_domains".into(), json!(c.distinct_domains));
+            doc.insert("portent.burst.registered_domains_threshold".into(), json!(cfg.burst_domains));
             doc.insert(
                 "event.reason".into(),
                 json!(format!(
@@ -730,12 +696,7 @@ impl TunnelDetector {
                     cfg.burst_domains
                 )),
             );
-            out.push(Alert {
-                ts: ev.ts,
-                rule: "dns_query_burst",
-                client: ev.client,
-                doc,
-            });
+            out.push(Alert { ts: ev.ts, rule: "dns_query_burst", client: ev.client, doc });
             self.stats.alerts_burst += 1;
         }
     }
@@ -758,8 +719,7 @@ impl TunnelDetector {
         {
             let window = self.cfg.window;
             let before = self.reputation_seen.len();
-            self.reputation_seen
-                .retain(|_, t| t.saturating_add(window) > ev.ts);
+            self.reputation_seen.retain(|_, t| t.saturating_add(window) > ev.ts);
             if self.reputation_seen.len() >= self.cfg.max_reputation_pairs.max(1) {
                 self.reputation_seen.clear();
             }
@@ -779,10 +739,7 @@ impl TunnelDetector {
         doc.insert("dns.question.name".into(), json!(raw));
         doc.insert("dns.question.registered_domain".into(), json!(rd));
         doc.insert("portent.reputation.listed_domain".into(), json!(listed));
-        doc.insert(
-            "portent.window.start".into(),
-            json!(crate::time::rfc3339(ev.ts)),
-        );
+        doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(ev.ts)));
         doc.insert(
             "portent.window.end".into(),
             json!(crate::time::rfc3339(ev.ts.saturating_add(self.cfg.window))),
@@ -794,24 +751,12 @@ impl TunnelDetector {
                 ev.client
             )),
         );
-        out.push(Alert {
-            ts: ev.ts,
-            rule: "dns_reputation",
-            client: ev.client,
-            doc,
-        });
+        out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
         self.stats.alerts_reputation += 1;
     }
 }
 
-fn count_query(
-    g: &mut Group,
-    cfg: &TunnelConfig,
-    raw: &str,
-    sub: &str,
-    f: &NameFeatures,
-    qtype: u16,
-) {
+fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &NameFeatures, qtype: u16) {
     let w = &mut g.w;
     w.queries += 1;
     g.h_queries += 1;
@@ -866,100 +811,28 @@ fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
     let q = w.queries.max(1) as f64;
     let encoded: u32 = w.encoded.iter().sum();
     let unusual: u32 = w.types.iter().sum();
-    let nx = if w.responses >= cfg.nxdomain_min_responses {
-        w.nxdomain as f64 / w.responses as f64
-    } else {
-        0.0
-    };
-    let entropy = if w.entropy_n > 0 {
-        w.entropy_sum / w.entropy_n as f64
-    } else {
-        0.0
-    };
-    let f = |name, value: f64, threshold: f64, kind| Feature {
-        name,
-        value,
-        threshold,
-        kind,
-    };
+    let nx =
+        if w.responses >= cfg.nxdomain_min_responses { w.nxdomain as f64 / w.responses as f64 } else { 0.0 };
+    let entropy = if w.entropy_n > 0 { w.entropy_sum / w.entropy_n as f64 } else { 0.0 };
+    let f = |name, value: f64, threshold: f64, kind| Feature { name, value, threshold, kind };
     let long_ratio = (g.long_queries as f64 / cfg.long_name_queries.max(1) as f64)
         .min(g.long_distinct as f64 / cfg.long_name_distinct.max(1) as f64);
     [
-        f(
-            "max_subdomain_len",
-            w.max_sub as f64,
-            cfg.subdomain_len as f64,
-            Kind::Shape,
-        ),
-        f(
-            "max_label_len",
-            w.max_label as f64,
-            cfg.label_len as f64,
-            Kind::Shape,
-        ),
+        f("max_subdomain_len", w.max_sub as f64, cfg.subdomain_len as f64, Kind::Shape),
+        f("max_label_len", w.max_label as f64, cfg.label_len as f64, Kind::Shape),
         f("entropy", entropy, cfg.entropy, Kind::Shape),
-        f(
-            "encoded_share",
-            encoded as f64 / q,
-            cfg.encoded_share,
-            Kind::Shape,
-        ),
-        f(
-            "unusual_type_share",
-            unusual as f64 / q,
-            cfg.unusual_type_share,
-            Kind::Shape,
-        ),
+        f("encoded_share", encoded as f64 / q, cfg.encoded_share, Kind::Shape),
+        f("unusual_type_share", unusual as f64 / q, cfg.unusual_type_share, Kind::Shape),
         f("nxdomain_share", nx, cfg.nxdomain_share, Kind::Shape),
-        f(
-            "queries",
-            w.queries as f64,
-            cfg.queries as f64,
-            Kind::Volume,
-        ),
-        f(
-            "distinct_subdomains",
-            w.distinct as f64,
-            cfg.distinct_subdomains as f64,
-            Kind::Volume,
-        ),
-        f(
-            "bytes_up",
-            w.bytes_up as f64,
-            cfg.bytes_up as f64,
-            Kind::Volume,
-        ),
-        f(
-            "bytes_down",
-            w.bytes_down as f64,
-            cfg.bytes_down as f64,
-            Kind::Volume,
-        ),
+        f("queries", w.queries as f64, cfg.queries as f64, Kind::Volume),
+        f("distinct_subdomains", w.distinct as f64, cfg.distinct_subdomains as f64, Kind::Volume),
+        f("bytes_up", w.bytes_up as f64, cfg.bytes_up as f64, Kind::Volume),
+        f("bytes_down", w.bytes_down as f64, cfg.bytes_down as f64, Kind::Volume),
         f("long_names", long_ratio, 1.0, Kind::Standalone),
-        f(
-            "txt_null_answers",
-            w.txt_null_answers as f64,
-            cfg.txt_null_answers as f64 + 1.0,
-            Kind::Standalone,
-        ),
-        f(
-            "info_bytes_horizon",
-            g.info_bits / 8.0,
-            cfg.info_bytes as f64,
-            Kind::Standalone,
-        ),
-        f(
-            "single_query",
-            if w.single_query { 1.0 } else { 0.0 },
-            1.0,
-            Kind::Standalone,
-        ),
-        f(
-            "mean_subdomain_len",
-            w.sub_len_sum as f64 / q,
-            0.0,
-            Kind::Info,
-        ),
+        f("txt_null_answers", w.txt_null_answers as f64, cfg.txt_null_answers as f64 + 1.0, Kind::Standalone),
+        f("info_bytes_horizon", g.info_bits / 8.0, cfg.info_bytes as f64, Kind::Standalone),
+        f("single_query", if w.single_query { 1.0 } else { 0.0 }, 1.0, Kind::Standalone),
+        f("mean_subdomain_len", w.sub_len_sum as f64 / q, 0.0, Kind::Info),
     ]
 }
 
@@ -989,13 +862,7 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn tunnel_alert(
-    ts: Nanos,
-    g: &Group,
-    fs: &[Feature; N_FEATURES],
-    score: f64,
-    cfg: &TunnelConfig,
-) -> Alert {
+fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cfg: &TunnelConfig) -> Alert {
     let severity = if score >= 2.0 * cfg.threshold { 73 } else { 47 };
     let mut doc = alert_base(
         ts,
@@ -1009,23 +876,14 @@ fn tunnel_alert(
     doc.insert("destination.ip".into(), json!(g.server.to_string()));
     doc.insert("dns.question.registered_domain".into(), json!(&*g.domain));
     doc.insert("dns.question.name".into(), json!(g.example));
-    doc.insert(
-        "portent.window.start".into(),
-        json!(crate::time::rfc3339(w.start)),
-    );
-    doc.insert(
-        "portent.window.end".into(),
-        json!(crate::time::rfc3339(w.last)),
-    );
+    doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(w.start)));
+    doc.insert("portent.window.end".into(), json!(crate::time::rfc3339(w.last)));
     doc.insert("portent.tunnel.score".into(), json!(round2(score)));
     doc.insert("portent.tunnel.threshold".into(), json!(cfg.threshold));
     doc.insert("portent.tunnel.queries".into(), json!(w.queries));
     doc.insert("portent.tunnel.responses".into(), json!(w.responses));
     let secs = (w.last.saturating_sub(w.start) as f64 / NANOS_PER_SEC as f64).max(1.0);
-    doc.insert(
-        "portent.tunnel.query_rate_per_min".into(),
-        json!(round2(w.queries as f64 * 60.0 / secs)),
-    );
+    doc.insert("portent.tunnel.query_rate_per_min".into(), json!(round2(w.queries as f64 * 60.0 / secs)));
     let (best, best_n) = (1..5usize)
         .filter_map(|i| w.encoded.get(i).map(|&n| (i, n)))
         .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
@@ -1044,55 +902,25 @@ fn tunnel_alert(
     for (name, n) in TYPE_NAMES.iter().zip(w.types) {
         doc.insert(format!("portent.tunnel.type_{name}"), json!(n));
     }
-    doc.insert(
-        "portent.tunnel.txt_null_answers".into(),
-        json!(w.txt_null_answers),
-    );
-    doc.insert(
-        "portent.tunnel.long_name_queries".into(),
-        json!(g.long_queries),
-    );
-    doc.insert(
-        "portent.tunnel.long_name_distinct".into(),
-        json!(g.long_distinct),
-    );
-    doc.insert(
-        "portent.tunnel.long_name_queries_threshold".into(),
-        json!(cfg.long_name_queries),
-    );
-    doc.insert(
-        "portent.tunnel.long_name_distinct_threshold".into(),
-        json!(cfg.long_name_distinct),
-    );
+    doc.insert("portent.tunnel.txt_null_answers".into(), json!(w.txt_null_answers));
+    doc.insert("portent.tunnel.long_name_queries".into(), json!(g.long_queries));
+    doc.insert("portent.tunnel.long_name_distinct".into(), json!(g.long_distinct));
+    doc.insert("portent.tunnel.long_name_queries_threshold".into(), json!(cfg.long_name_queries));
+    doc.insert("portent.tunnel.long_name_distinct_threshold".into(), json!(cfg.long_name_distinct));
     doc.insert("portent.tunnel.horizon_queries".into(), json!(g.h_queries));
-    doc.insert(
-        "portent.tunnel.horizon_start".into(),
-        json!(crate::time::rfc3339(g.h_start)),
-    );
+    doc.insert("portent.tunnel.horizon_start".into(), json!(crate::time::rfc3339(g.h_start)));
     let mut crossed = Vec::new();
     let mut reasons = Vec::new();
     for f in fs {
         let key = f.name;
-        let value = if f.value.fract() == 0.0 {
-            json!(f.value as u64)
-        } else {
-            json!(round2(f.value))
-        };
+        let value = if f.value.fract() == 0.0 { json!(f.value as u64) } else { json!(round2(f.value)) };
         doc.insert(format!("portent.tunnel.{key}"), value);
         if f.kind != Kind::Info {
-            doc.insert(
-                format!("portent.tunnel.{key}_threshold"),
-                json!(round2(f.threshold)),
-            );
+            doc.insert(format!("portent.tunnel.{key}_threshold"), json!(round2(f.threshold)));
         }
         if f.crossed() {
             crossed.push(Value::String(f.name.into()));
-            reasons.push(format!(
-                "{} {} ≥ {}",
-                f.name,
-                round2(f.value),
-                round2(f.threshold)
-            ));
+            reasons.push(format!("{} {} ≥ {}", f.name, round2(f.value), round2(f.threshold)));
         }
     }
     doc.insert("portent.tunnel.crossed".into(), Value::Array(crossed));
@@ -1106,11 +934,7 @@ fn tunnel_alert(
             w.queries,
             w.distinct,
             w.max_sub,
-            if w.entropy_n > 0 {
-                w.entropy_sum / w.entropy_n as f64
-            } else {
-                0.0
-            },
+            if w.entropy_n > 0 { w.entropy_sum / w.entropy_n as f64 } else { 0.0 },
             100.0 * w.encoded.iter().sum::<u32>() as f64 / w.queries.max(1) as f64,
             if best_n > 0 { alphabet.name() } else { "none" },
             g.domain,
@@ -1121,12 +945,7 @@ fn tunnel_alert(
             reasons.join(", ")
         )),
     );
-    Alert {
-        ts,
-        rule: "dns_tunneling",
-        client: g.client,
-        doc,
-    }
+    Alert { ts, rule: "dns_tunneling", client: g.client, doc }
 }
 
 #[cfg(test)]

@@ -9,14 +9,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn query(name: &str, qtype: u16) -> DnsMessage {
-    DnsMessage {
-        questions: vec![Question {
-            name: name.into(),
-            qtype,
-            qclass: 1,
-        }],
-        ..DnsMessage::default()
-    }
+    DnsMessage { questions: vec![Question { name: name.into(), qtype, qclass: 1 }], ..DnsMessage::default() }
 }
 
 fn response(name: &str, qtype: u16, rcode: u16, answers: &[(u16, u16)]) -> DnsMessage {
@@ -24,14 +17,7 @@ fn response(name: &str, qtype: u16, rcode: u16, answers: &[(u16, u16)]) -> DnsMe
     m.response = true;
     m.rcode = rcode;
     for &(rtype, rdlen) in answers {
-        m.answers.push(Record {
-            name: name.into(),
-            rtype,
-            class: 1,
-            ttl: 60,
-            rdlen,
-            data: RData::Other,
-        });
+        m.answers.push(Record { name: name.into(), rtype, class: 1, ttl: 60, rdlen, data: RData::Other });
         m.answer_rdata_bytes += rdlen as u32;
     }
     m
@@ -39,13 +25,7 @@ fn response(name: &str, qtype: u16, rcode: u16, answers: &[(u16, u16)]) -> DnsMe
 
 /// Feeds one message; the client is the querier either way.
 fn feed(det: &mut TunnelDetector, ts: Nanos, client: &str, msg: &DnsMessage, out: &mut Vec<Alert>) {
-    let ev = DnsEvent {
-        ts,
-        client: ip(client),
-        server: ip("192.0.2.53"),
-        msg,
-        wire_len: 100,
-    };
+    let ev = DnsEvent { ts, client: ip(client), server: ip("192.0.2.53"), msg, wire_len: 100 };
     det.on_dns(&ev, out);
 }
 
@@ -59,9 +39,7 @@ impl Rng {
         self.0
     }
     fn text(&mut self, alphabet: &[u8], n: usize) -> String {
-        (0..n)
-            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
-            .collect()
+        (0..n).map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char).collect()
     }
 }
 
@@ -86,13 +64,7 @@ fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
         let name = format!("{}.{}.c2.example.net", r.text(HEX, 30), r.text(HEX, 30));
         let ts = T0 + i * SEC / 2;
         feed(&mut d, ts, "10.0.0.5", &query(&name, rtype::TXT), &mut out);
-        feed(
-            &mut d,
-            ts + 1000,
-            "10.0.0.5",
-            &response(&name, rtype::TXT, 0, &[(rtype::TXT, 120)]),
-            &mut out,
-        );
+        feed(&mut d, ts + 1000, "10.0.0.5", &response(&name, rtype::TXT, 0, &[(rtype::TXT, 120)]), &mut out);
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1, "one alert per group per window");
@@ -106,19 +78,9 @@ fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
     assert_eq!(doc["portent.tunnel.encoded_alphabet"], "hex");
     assert_eq!(doc["portent.tunnel.encoded_share"], 1);
     assert_eq!(doc["portent.tunnel.threshold"], 4.0);
-    let crossed: Vec<&str> = doc["portent.tunnel.crossed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    for f in [
-        "max_subdomain_len",
-        "entropy",
-        "encoded_share",
-        "unusual_type_share",
-        "distinct_subdomains",
-    ] {
+    let crossed: Vec<&str> =
+        doc["portent.tunnel.crossed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for f in ["max_subdomain_len", "entropy", "encoded_share", "unusual_type_share", "distinct_subdomains"] {
         assert!(crossed.contains(&f), "{f} not in {crossed:?}");
     }
     for k in [
@@ -143,20 +105,11 @@ fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
         assert!(doc.contains_key(&format!("portent.tunnel.{k}")), "{k}");
     }
     let reason = doc["event.reason"].as_str().unwrap();
-    assert!(
-        reason.contains("example.net") && reason.contains("encoded_share"),
-        "{reason}"
-    );
+    assert!(reason.contains("example.net") && reason.contains("encoded_share"), "{reason}");
     // The next window re-alerts with its own counts.
     for i in 0..60u64 {
         let name = format!("{}.{}.c2.example.net", r.text(HEX, 30), r.text(HEX, 30));
-        feed(
-            &mut d,
-            T0 + 61 * SEC + i * SEC / 2,
-            "10.0.0.5",
-            &query(&name, rtype::TXT),
-            &mut out,
-        );
+        feed(&mut d, T0 + 61 * SEC + i * SEC / 2, "10.0.0.5", &query(&name, rtype::TXT), &mut out);
     }
     assert_eq!(by_rule(&out, "dns_tunneling").len(), 2);
     assert_eq!(d.stats().alerts_tunneling, 2);
@@ -168,19 +121,9 @@ fn many_plain_names_are_not_a_tunnel() {
     let mut d = det();
     let mut out = Vec::new();
     for i in 0..1200u64 {
-        feed(
-            &mut d,
-            T0 + i * 800_000,
-            "5.6.7.8",
-            &query(&format!("test{i}.example.com"), 1),
-            &mut out,
-        );
+        feed(&mut d, T0 + i * 800_000, "5.6.7.8", &query(&format!("test{i}.example.com"), 1), &mut out);
     }
-    assert!(
-        out.is_empty(),
-        "{:?}",
-        out.first().map(|a| &a.doc["event.reason"])
-    );
+    assert!(out.is_empty(), "{:?}", out.first().map(|a| &a.doc["event.reason"]));
 }
 
 #[test]
@@ -201,32 +144,15 @@ fn slow_base32_tunnel_is_caught_by_the_horizon_only() {
     let t = by_rule(&out, "dns_tunneling");
     assert!(!t.is_empty(), "slow tunnel not caught");
     let crossed = t[0].doc["portent.tunnel.crossed"].as_array().unwrap();
-    assert!(
-        crossed.contains(&json!("info_bytes_horizon")),
-        "{crossed:?}"
-    );
+    assert!(crossed.contains(&json!("info_bytes_horizon")), "{crossed:?}");
     // Window rules stay quiet: none of the volume features or the long-name rule crossed.
-    for f in [
-        "queries",
-        "distinct_subdomains",
-        "bytes_up",
-        "long_names",
-        "single_query",
-    ] {
+    for f in ["queries", "distinct_subdomains", "bytes_up", "long_names", "single_query"] {
         assert!(!crossed.contains(&json!(f)), "{f} crossed: {crossed:?}");
     }
-    assert!(
-        t[0].doc["portent.tunnel.info_bytes_horizon"]
-            .as_f64()
-            .unwrap()
-            >= 4096.0
-    );
+    assert!(t[0].doc["portent.tunnel.info_bytes_horizon"].as_f64().unwrap() >= 4096.0);
     // Not a flood: re-alerts only after another 4 kB.
     assert!(t.len() <= 2, "{} alerts", t.len());
-    assert!(
-        first_alert.unwrap() > 100,
-        "caught after {first_alert:?} queries"
-    );
+    assert!(first_alert.unwrap() > 100, "caught after {first_alert:?} queries");
 }
 
 #[test]
@@ -237,20 +163,11 @@ fn elastic_long_name_rule_over_five_minutes() {
     let mut out = Vec::new();
     for i in 0..30u64 {
         let name = format!("{}{:02}.long.example.com", "abcdefghij".repeat(5), i);
-        feed(
-            &mut d,
-            T0 + i * 8 * SEC,
-            "10.2.2.2",
-            &query(&name, 1),
-            &mut out,
-        );
+        feed(&mut d, T0 + i * 8 * SEC, "10.2.2.2", &query(&name, 1), &mut out);
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert!(t[0].doc["portent.tunnel.crossed"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("long_names")));
+    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("long_names")));
 }
 
 #[test]
@@ -259,13 +176,7 @@ fn sigma_txt_answers_alone() {
     let mut d = det();
     let mut out = Vec::new();
     for i in 0..60u64 {
-        feed(
-            &mut d,
-            T0 + i * SEC,
-            "10.3.3.3",
-            &query("cfg.example.com", rtype::TXT),
-            &mut out,
-        );
+        feed(&mut d, T0 + i * SEC, "10.3.3.3", &query("cfg.example.com", rtype::TXT), &mut out);
         feed(
             &mut d,
             T0 + i * SEC + 1,
@@ -289,14 +200,10 @@ fn one_long_encoded_query_is_enough_but_one_long_name_is_not() {
     feed(&mut d, T0, "10.4.4.4", &query(&name, 1), &mut out);
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert!(t[0].doc["portent.tunnel.crossed"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("single_query")));
+    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("single_query")));
     // A long descriptive host name: long but neither encoded nor entropic.
     let mut out = Vec::new();
-    let name =
-        "this-is-a-very-long-but-perfectly-ordinary-host-name-for-the-intranet.corp.example.com";
+    let name = "this-is-a-very-long-but-perfectly-ordinary-host-name-for-the-intranet.corp.example.com";
     feed(&mut d, T0, "10.4.4.5", &query(name, 1), &mut out);
     assert!(out.is_empty());
 }
@@ -308,21 +215,12 @@ fn responses_only_capture_counts_the_question() {
     let mut r = Rng(5);
     for i in 0..100u64 {
         let name = format!("{}.{}.t.example.net", r.text(HEX, 30), r.text(HEX, 30));
-        feed(
-            &mut d,
-            T0 + i * SEC / 4,
-            "10.5.5.5",
-            &response(&name, rtype::TXT, 0, &[]),
-            &mut out,
-        );
+        feed(&mut d, T0 + i * SEC / 4, "10.5.5.5", &response(&name, rtype::TXT, 0, &[]), &mut out);
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
     assert!(t[0].doc["portent.tunnel.queries"].as_u64().unwrap() >= 15);
-    assert_eq!(
-        t[0].doc["portent.tunnel.queries"],
-        t[0].doc["portent.tunnel.responses"]
-    );
+    assert_eq!(t[0].doc["portent.tunnel.queries"], t[0].doc["portent.tunnel.responses"]);
 }
 
 #[test]
@@ -332,20 +230,11 @@ fn two_sided_traffic_counts_each_query_once() {
     for i in 0..10u64 {
         let name = format!("h{i}.example.com");
         feed(&mut d, T0 + i, "10.6.6.6", &query(&name, 1), &mut out);
-        feed(
-            &mut d,
-            T0 + i,
-            "10.6.6.6",
-            &response(&name, 1, 3, &[]),
-            &mut out,
-        );
+        feed(&mut d, T0 + i, "10.6.6.6", &response(&name, 1, 3, &[]), &mut out);
     }
     let i = d.clients[&ip("10.6.6.6")].domains["example.com"];
     let g = d.slots[i as usize].as_ref().unwrap();
-    assert_eq!(
-        (g.w.queries, g.w.responses, g.w.nxdomain, g.w.distinct),
-        (10, 10, 10, 10)
-    );
+    assert_eq!((g.w.queries, g.w.responses, g.w.nxdomain, g.w.distinct), (10, 10, 10, 10));
 }
 
 #[test]
@@ -361,53 +250,20 @@ fn allowlists_silence_tunnel_shaped_traffic() {
     for i in 0..100u64 {
         let hex = format!("{}.{}", r.text(HEX, 32), r.text(HEX, 32));
         let ts = T0 + i * SEC / 4;
-        feed(
-            &mut d,
-            ts,
-            "10.9.1.1",
-            &query(&format!("{hex}.evil.example.net"), 16),
-            &mut out,
-        );
-        feed(
-            &mut d,
-            ts,
-            "10.7.7.7",
-            &query(&format!("{hex}.zen.spamhaus.org"), 1),
-            &mut out,
-        );
-        feed(
-            &mut d,
-            ts,
-            "10.7.7.7",
-            &query(&format!("{hex}.lookup.corp-av.example"), 16),
-            &mut out,
-        );
-        feed(
-            &mut d,
-            ts,
-            "10.7.7.7",
-            &query(&format!("{hex}._domainkey.example.com"), 16),
-            &mut out,
-        );
+        feed(&mut d, ts, "10.9.1.1", &query(&format!("{hex}.evil.example.net"), 16), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}.zen.spamhaus.org"), 1), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}.lookup.corp-av.example"), 16), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}._domainkey.example.com"), 16), &mut out);
     }
     assert!(out.is_empty());
     let s = d.stats();
-    assert_eq!(
-        (s.allowlisted_client, s.allowlisted_domain, s.groups),
-        (100, 300, 0)
-    );
+    assert_eq!((s.allowlisted_client, s.allowlisted_domain, s.groups), (100, 300, 0));
     // Without the default list the DNSBL look-ups do alert.
     cfg.use_default_allowlist = false;
     let mut d = TunnelDetector::new(cfg).unwrap();
     for i in 0..100u64 {
         let hex = format!("{}.{}", r.text(HEX, 32), r.text(HEX, 32));
-        feed(
-            &mut d,
-            T0 + i * SEC / 4,
-            "10.7.7.7",
-            &query(&format!("{hex}.zen.spamhaus.org"), 1),
-            &mut out,
-        );
+        feed(&mut d, T0 + i * SEC / 4, "10.7.7.7", &query(&format!("{hex}.zen.spamhaus.org"), 1), &mut out);
     }
     assert_eq!(by_rule(&out, "dns_tunneling").len(), 1);
 }
@@ -422,57 +278,18 @@ fn reputation_feed_alerts_once_per_pair_per_window() {
     };
     let mut d = TunnelDetector::new(cfg).unwrap();
     let mut out = Vec::new();
-    feed(
-        &mut d,
-        T0,
-        "10.8.8.8",
-        &query("Drivres-Update.info", 1),
-        &mut out,
-    );
-    feed(
-        &mut d,
-        T0 + SEC,
-        "10.8.8.8",
-        &response("drivres-update.info", 1, 0, &[(1, 4)]),
-        &mut out,
-    );
-    feed(
-        &mut d,
-        T0 + 2 * SEC,
-        "10.8.8.8",
-        &query("www.drivres-update.info", 1),
-        &mut out,
-    );
-    feed(
-        &mut d,
-        T0 + 2 * SEC,
-        "10.8.8.9",
-        &query("www.drivres-update.info", 1),
-        &mut out,
-    );
-    feed(
-        &mut d,
-        T0 + 3 * SEC,
-        "10.8.8.9",
-        &query("update.info", 1),
-        &mut out,
-    );
+    feed(&mut d, T0, "10.8.8.8", &query("Drivres-Update.info", 1), &mut out);
+    feed(&mut d, T0 + SEC, "10.8.8.8", &response("drivres-update.info", 1, 0, &[(1, 4)]), &mut out);
+    feed(&mut d, T0 + 2 * SEC, "10.8.8.8", &query("www.drivres-update.info", 1), &mut out);
+    feed(&mut d, T0 + 2 * SEC, "10.8.8.9", &query("www.drivres-update.info", 1), &mut out);
+    feed(&mut d, T0 + 3 * SEC, "10.8.8.9", &query("update.info", 1), &mut out);
     let r = by_rule(&out, "dns_reputation");
     assert_eq!(r.len(), 2, "one per (client, listed domain) per window");
-    assert_eq!(
-        r[0].doc["portent.reputation.listed_domain"],
-        "drivres-update.info"
-    );
+    assert_eq!(r[0].doc["portent.reputation.listed_domain"], "drivres-update.info");
     assert_eq!(r[0].doc["dns.question.name"], "Drivres-Update.info");
     assert_eq!(r[1].doc["source.ip"], "10.8.8.9");
     // A window later it alerts again.
-    feed(
-        &mut d,
-        T0 + 61 * SEC,
-        "10.8.8.8",
-        &query("drivres-update.info", 1),
-        &mut out,
-    );
+    feed(&mut d, T0 + 61 * SEC, "10.8.8.8", &query("drivres-update.info", 1), &mut out);
     assert_eq!(by_rule(&out, "dns_reputation").len(), 3);
     assert_eq!(d.stats().alerts_reputation, 3);
 }
@@ -503,27 +320,13 @@ fn psl_file_from_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("psl.dat");
     std::fs::write(&p, "// test list\ncom\nexample.com\n").unwrap();
-    let cfg = TunnelConfig {
-        psl_file: Some(p.clone()),
-        ..TunnelConfig::default()
-    };
+    let cfg = TunnelConfig { psl_file: Some(p.clone()), ..TunnelConfig::default() };
     let mut d = TunnelDetector::new(cfg).unwrap();
     let mut out = Vec::new();
-    feed(
-        &mut d,
-        T0,
-        "10.0.0.1",
-        &query("a.b.example.com", 1),
-        &mut out,
-    );
+    feed(&mut d, T0, "10.0.0.1", &query("a.b.example.com", 1), &mut out);
     // example.com is a public suffix in this list, so the group is b.example.com.
-    assert!(d.clients[&ip("10.0.0.1")]
-        .domains
-        .contains_key("b.example.com"));
-    let bad = TunnelConfig {
-        psl_file: Some(dir.join("missing.dat")),
-        ..TunnelConfig::default()
-    };
+    assert!(d.clients[&ip("10.0.0.1")].domains.contains_key("b.example.com"));
+    let bad = TunnelConfig { psl_file: Some(dir.join("missing.dat")), ..TunnelConfig::default() };
     assert!(TunnelDetector::new(bad).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -532,10 +335,7 @@ fn psl_file_from_config() {
 fn million_domain_flood_stays_bounded() {
     // One client, a million distinct registered domains. The cap is small so that the
     // test runs quickly in debug builds; every message still creates a group and evicts.
-    let cfg = TunnelConfig {
-        max_groups: 1024,
-        ..TunnelConfig::default()
-    };
+    let cfg = TunnelConfig { max_groups: 1024, ..TunnelConfig::default() };
     let mut d = TunnelDetector::new(cfg).unwrap();
     let mut out = Vec::new();
     let mut msg = query("", 1);
@@ -561,10 +361,7 @@ fn million_domain_flood_stays_bounded() {
     assert!(d.slots.len() <= 1024 && d.clients[&ip("10.11.0.1")].domains.len() == 1024);
     // Recency order survived: the newest group is at the head, the oldest kept at the tail.
     let head = d.slots[d.head as usize].as_ref().unwrap();
-    assert_eq!(
-        &*head.domain,
-        "d".to_string() + &format!("{:x}.com", 999_999u64)
-    );
+    assert_eq!(&*head.domain, "d".to_string() + &format!("{:x}.com", 999_999u64));
     let tail = d.slots[d.tail as usize].as_ref().unwrap();
     assert_eq!(&*tail.domain, format!("d{:x}.com", 1_000_000u64 - 1024));
     // The burst rule saw it (once per window: all within one second).
@@ -576,25 +373,13 @@ fn expire_drops_idle_groups_and_clients() {
     let mut d = det();
     let mut out = Vec::new();
     feed(&mut d, T0, "10.0.0.1", &query("a.example.com", 1), &mut out);
-    feed(
-        &mut d,
-        T0 + 3600 * SEC,
-        "10.0.0.2",
-        &query("b.example.org", 1),
-        &mut out,
-    );
+    feed(&mut d, T0 + 3600 * SEC, "10.0.0.2", &query("b.example.org", 1), &mut out);
     d.expire(T0 + 24 * 3600 * SEC, &mut out);
     let s = d.stats();
     assert_eq!((s.groups, s.clients, s.expired), (1, 1, 1));
     assert!(d.clients.contains_key(&ip("10.0.0.2")));
     // Re-use of the freed slot keeps the list consistent.
-    feed(
-        &mut d,
-        T0 + 25 * 3600 * SEC,
-        "10.0.0.3",
-        &query("c.example.net", 1),
-        &mut out,
-    );
+    feed(&mut d, T0 + 25 * 3600 * SEC, "10.0.0.3", &query("c.example.net", 1), &mut out);
     assert_eq!(d.stats().groups, 2);
     d.expire(T0 + 60 * 3600 * SEC, &mut out);
     assert_eq!((d.stats().groups, d.head, d.tail), (0, NIL, NIL));
@@ -604,25 +389,9 @@ fn expire_drops_idle_groups_and_clients() {
 fn junk_names_do_not_panic() {
     let mut d = det();
     let mut out = Vec::new();
-    for name in [
-        "",
-        ".",
-        "..",
-        "\\",
-        "a\\",
-        "\\999.x",
-        "x.\\255\\255",
-        &"a.".repeat(600),
-        "é.ü.中国",
-    ] {
+    for name in ["", ".", "..", "\\", "a\\", "\\999.x", "x.\\255\\255", &"a.".repeat(600), "é.ü.中国"] {
         feed(&mut d, T0, "10.0.0.1", &query(name, 1), &mut out);
-        feed(
-            &mut d,
-            T0,
-            "10.0.0.1",
-            &response(name, 65534, 3, &[(10, 65535)]),
-            &mut out,
-        );
+        feed(&mut d, T0, "10.0.0.1", &response(name, 65534, 3, &[(10, 65535)]), &mut out);
     }
     let empty = DnsMessage::default();
     feed(&mut d, T0, "10.0.0.1", &empty, &mut out);
@@ -647,9 +416,7 @@ fn bench_ns_per_message() {
     }
     let mut d = det();
     let mut out = Vec::new();
-    let clients: Vec<IpAddr> = (0..64)
-        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, i)))
-        .collect();
+    let clients: Vec<IpAddr> = (0..64).map(|i| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, i))).collect();
     let start = std::time::Instant::now();
     let rounds = 10u64;
     for round in 0..rounds {

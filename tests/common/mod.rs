@@ -1,0 +1,151 @@
+//! Helpers shared by the integration tests: the binary, the shared captures, and packets
+//! and pcap files built in the test.
+#![allow(dead_code)]
+
+use etherparse::PacketBuilder;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portent"))
+}
+
+/// `../shared/captures/public` beside the project, when this machine has it.
+pub fn shared_captures() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public");
+    if p.join("SOURCES.tsv").is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIP: ../shared/captures/public is absent; comparisons against the shared captures are skipped"
+        );
+        None
+    }
+}
+
+/// (file, label) rows of SOURCES.tsv.
+pub fn shared_labels(dir: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("SOURCES.tsv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let file = header.iter().position(|h| *h == "file").unwrap();
+    let label = header.iter().position(|h| *h == "label").unwrap();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            (c[file].to_string(), c[label].to_string())
+        })
+        .collect()
+}
+
+pub fn project_capture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures").join(name)
+}
+
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portent-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run portent")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parses every line of an NDJSON file.
+pub fn ndjson(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A little-endian microsecond pcap with the given link type.
+pub fn pcap_bytes(linktype: u32, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&0i32.to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&65535u32.to_le_bytes());
+    v.extend_from_slice(&linktype.to_le_bytes());
+    for (ts_ns, f) in frames {
+        let us = ts_ns / 1_000;
+        v.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
+        v.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(f);
+    }
+    v
+}
+
+pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    std::fs::write(path, pcap_bytes(1, frames)).unwrap();
+}
+
+pub fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).udp(sport, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+pub fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64240)
+        .syn();
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn name_wire(name: &str, out: &mut Vec<u8>) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// A standard query with recursion desired.
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    name_wire(name, &mut v);
+    v.extend_from_slice(&qtype.to_be_bytes());
+    v.extend_from_slice(&1u16.to_be_bytes());
+    v
+}
+
+/// A NOERROR response carrying one A record per address, each naming the question by a
+/// compression pointer.
+pub fn dns_response_a(id: u16, name: &str, addrs: &[[u8; 4]], ttl: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    v.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    name_wire(name, &mut v);
+    v.extend_from_slice(&[0, 1, 0, 1]);
+    for a in addrs {
+        v.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&[0, 4]);
+        v.extend_from_slice(a);
+    }
+    v
+}
+
+pub const SEC: u64 = 1_000_000_000;
