@@ -98,6 +98,9 @@ const FNV_PRIME: u64 = 0x0100_0000_01b3;
 /// Measures `sub`, the subdomain in presentation form (may be empty).
 pub fn name_features(sub: &str) -> NameFeatures {
     let mut hist = [0u16; 256];
+    // The byte values present, so that entropy visits only those bins.
+    let mut present = [0u8; 256];
+    let mut n_present = 0usize;
     let (mut len, mut label, mut max_label, mut payload) = (0u32, 0u32, 0u32, 0u32);
     let (mut upper, mut lower, mut digit, mut high_letter) = (false, false, false, false);
     let (mut b64_punct, mut other, mut binary) = (false, 0u32, 0u32);
@@ -112,7 +115,15 @@ pub fn name_features(sub: &str) -> NameFeatures {
         };
         label += 1;
         payload += 1;
-        hist[b as usize] = hist[b as usize].saturating_add(1);
+        if let Some(h) = hist.get_mut(b as usize) {
+            if *h == 0 {
+                if let Some(slot) = present.get_mut(n_present) {
+                    *slot = b;
+                    n_present += 1;
+                }
+            }
+            *h = h.saturating_add(1);
+        }
         fp = (fp ^ b.to_ascii_lowercase() as u64).wrapping_mul(FNV_PRIME);
         match b {
             b'A'..=b'Z' => {
@@ -131,7 +142,7 @@ pub fn name_features(sub: &str) -> NameFeatures {
         }
     }
     max_label = max_label.max(label);
-    let entropy = entropy_of(&hist, payload);
+    let entropy = entropy_of(&hist, present.get(..n_present).unwrap_or(&[]), payload);
     let alphabet = if (payload as usize) < ENCODED_MIN_LEN {
         None
     } else if binary * 10 >= payload {
@@ -154,13 +165,14 @@ pub fn name_features(sub: &str) -> NameFeatures {
     NameFeatures { sub_len: len, max_label, entropy, alphabet, fingerprint: fp }
 }
 
-fn entropy_of(hist: &[u16; 256], n: u32) -> f32 {
+fn entropy_of(hist: &[u16; 256], present: &[u8], n: u32) -> f32 {
     if n == 0 {
         return 0.0;
     }
     let n = n as f32;
     let mut h = 0.0f32;
-    for &c in hist.iter() {
+    for &b in present {
+        let c = hist.get(b as usize).copied().unwrap_or(0);
         if c != 0 {
             let p = c as f32 / n;
             h -= p * p.log2();

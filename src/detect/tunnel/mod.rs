@@ -426,15 +426,17 @@ impl TunnelDetector {
             self.stats.skipped += 1;
             return;
         }
+        // Most names arrive lowercase already; copy only the others. ASCII lowercasing keeps
+        // UTF-8 valid and byte offsets unchanged.
         let mut buf = [0u8; MAX_NAME_TEXT];
-        let Some(dst) = buf.get_mut(..raw.len()) else {
-            return;
-        };
-        dst.copy_from_slice(raw.as_bytes());
-        dst.make_ascii_lowercase();
-        // ASCII lowercasing keeps UTF-8 valid and byte offsets unchanged.
-        let Ok(lower) = std::str::from_utf8(dst) else {
-            return;
+        let lower = if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            let Some(dst) = buf.get_mut(..raw.len()) else { return };
+            dst.copy_from_slice(raw.as_bytes());
+            dst.make_ascii_lowercase();
+            let Ok(l) = std::str::from_utf8(dst) else { return };
+            l
+        } else {
+            raw
         };
 
         if self.cfg.reputation.is_some() {
