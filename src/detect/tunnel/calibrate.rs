@@ -87,105 +87,12 @@ pub fn read_capture(path: &std::path::Path) -> Vec<Msg> {
         .into_iter()
         .filter_map(|(ts, link, d)| {
             let (src, dst, payload) = udp53(link, d)?;
-<<<<<<< HEAD
-            let msg = mini_parse(payload)?;
-=======
             let msg = crate::dns::parse_message(payload).ok()?;
->>>>>>> h-tunnel
             Some(Msg { ts, src, dst, msg, wire_len: payload.len() })
         })
         .collect()
 }
 
-<<<<<<< HEAD
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-/// Reads a (possibly compressed) name at `at` in presentation form; returns it and the
-/// offset after it in the original position.
-fn read_name(m: &[u8], mut at: usize) -> Option<(String, usize)> {
-    let mut out = String::new();
-    let mut end = None;
-    let mut hops = 0;
-    let mut limit = at;
-    loop {
-        let len = *m.get(at)? as usize;
-        if len & 0xc0 == 0xc0 {
-            let ptr = (be16(m, at)? & 0x3fff) as usize;
-            end.get_or_insert(at + 2);
-            hops += 1;
-            if ptr >= limit || hops > 64 {
-                return None;
-            }
-            limit = ptr;
-            at = ptr;
-            continue;
-        }
-        if len == 0 {
-            let end = end.unwrap_or(at + 1);
-            if out.is_empty() {
-                out.push('.');
-            }
-            return Some((out, end));
-        }
-        if len > 63 {
-            return None;
-        }
-        if !out.is_empty() {
-            out.push('.');
-        }
-        for &b in m.get(at + 1..at + 1 + len)? {
-            if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("\\{b:03}"));
-            }
-        }
-        at += 1 + len;
-        if out.len() > 1100 {
-            return None;
-        }
-    }
-}
-
-/// Minimal decoder: header, questions, answer types and RDATA lengths.
-pub fn mini_parse(m: &[u8]) -> Option<DnsMessage> {
-    let flags = be16(m, 2)?;
-    let qd = be16(m, 4)?;
-    let an = be16(m, 6)?;
-    let mut msg = DnsMessage {
-        id: be16(m, 0)?,
-        response: flags & 0x8000 != 0,
-        opcode: ((flags >> 11) & 0xf) as u8,
-        rcode: flags & 0xf,
-        ..DnsMessage::default()
-    };
-    let mut at = 12;
-    for _ in 0..qd {
-        let (name, next) = read_name(m, at)?;
-        msg.questions.push(Question { name, qtype: be16(m, next)?, qclass: be16(m, next + 2)? });
-        at = next + 4;
-    }
-    for _ in 0..an {
-        let Some((name, next)) = read_name(m, at) else {
-            break;
-        };
-        let (Some(rtype), Some(rdlen)) = (be16(m, next), be16(m, next + 8)) else {
-            break;
-        };
-        if m.len() < next + 10 + rdlen as usize {
-            break;
-        }
-        msg.answer_rdata_bytes += rdlen as u32;
-        msg.answers.push(Record { name, rtype, class: 1, ttl: 0, rdlen, data: RData::Other });
-        at = next + 10 + rdlen as usize;
-    }
-    Some(msg)
-}
-
-=======
->>>>>>> h-tunnel
 /// Replays a capture through a detector; returns the alerts (after a final expire).
 pub fn replay(det: &mut TunnelDetector, msgs: &[Msg]) -> Vec<Alert> {
     let mut out = Vec::new();
