@@ -2,6 +2,8 @@
 //! the outcome into an exit code (0 clean, 1 alerts with --fail-on-alert, 2 usage or input
 //! error, 3 runtime failure).
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use portent::config::Config;
 use portent::detect::formula::Formula;
@@ -34,6 +36,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay pcap/pcapng files through the detectors, with packet time as the clock.
@@ -41,6 +45,12 @@ enum Cmd {
         after_help = "Examples:\n  portent replay captures/dns-calc.pcap\n  portent replay --dns-log dns.ndjson -a alerts.ndjson day1-*.pcap\n  tcpdump -w - -i eth0 port 53 | portent replay -"
     )]
     Replay(ReplayArgs),
+
+    /// Print the default configuration file, or check one.
+    #[command(
+        after_help = "Examples:\n  portent config default > portent.toml\n  portent config check portent.toml\n  portent replay --config portent.toml capture.pcap"
+    )]
+    Config(cli::ConfigArgs),
 }
 
 #[derive(Args)]
@@ -56,6 +66,11 @@ struct ReplayArgs {
 
 #[derive(Args)]
 struct CommonArgs {
+    /// Read settings from this TOML file first; flags override it. `portent config default`
+    /// prints a complete one.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Where alerts go, one NDJSON object a line ("-" is standard output).
     #[arg(short = 'a', long, value_name = "PATH", default_value = "-")]
     alerts: PathBuf,
@@ -68,9 +83,10 @@ struct CommonArgs {
     #[arg(short = 't', long, value_name = "N")]
     threads: Option<usize>,
 
-    /// TimeWindow: how long a DNS answer stays usable for the DNS Calculation rule, seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    window: u64,
+    /// TimeWindow: how long a DNS answer stays usable for the DNS Calculation rule, seconds
+    /// [default: 300, or dns_calculation.time_window from --config].
+    #[arg(long, value_name = "SECS")]
+    window: Option<u64>,
 
     /// DNS Calculation: also try the formulas on the destination address itself when the
     /// client has no cached answer (what Elastic's rule does; rule dns_calculation_no_dns).
@@ -124,6 +140,7 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Replay(a) => replay(a),
+        Cmd::Config(a) => cli::config(a),
     }
 }
 
@@ -132,21 +149,26 @@ fn err(msg: impl std::fmt::Display) {
 }
 
 fn config(c: &CommonArgs) -> Result<Config, String> {
-    let mut cfg = Config::default();
+    let mut cfg = match &c.config {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
     if let Some(t) = c.threads {
         if t == 0 || t > 256 {
             return Err(format!("--threads {t}: must be between 1 and 256"));
         }
         cfg.threads = t;
     }
-    if c.window == 0 {
-        return Err("--window 0: the window must be at least one second".into());
+    if let Some(w) = c.window {
+        if w == 0 {
+            return Err("--window 0: the window must be at least one second".into());
+        }
+        cfg.cache.window = w.saturating_mul(portent::NANOS_PER_SEC);
+        cfg.calc.window = cfg.cache.window;
     }
-    cfg.cache.window = c.window.saturating_mul(portent::NANOS_PER_SEC);
-    cfg.calc.window = cfg.cache.window;
     cfg.dns_log = c.dns_log.is_some();
-    cfg.calc.calc_without_dns = c.calc_without_dns;
-    cfg.calc.include_internal = c.include_internal;
+    cfg.calc.calc_without_dns |= c.calc_without_dns;
+    cfg.calc.include_internal |= c.include_internal;
     for f in &c.formula {
         let (name, expr) = f
             .split_once('=')

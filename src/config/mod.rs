@@ -1,4 +1,9 @@
-//! Resolved settings for every stage, built by the CLI from flags (and later a file).
+//! Resolved settings for every stage, built by the CLI from a TOML file (`file`) and then
+//! flags, which override it.
+
+mod file;
+
+pub use file::{default_file, ConfigError};
 
 use crate::cache::CacheConfig;
 use crate::detect::calc::CalcConfig;
@@ -28,6 +33,29 @@ pub struct Config {
     /// `event.module` on alerts: "portent" for packets; the log source (zeek, suricata)
     /// when the input is NSM logs.
     pub event_module: Option<String>,
+    /// Live capture settings (`[capture]`); replay ignores them.
+    pub capture: CaptureSettings,
+}
+
+/// What `live` asks of the capture library. Stored here so that a file can set them; the
+/// replay path never reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureSettings {
+    /// Bytes kept of each packet. DNS over UDP fits in 1500 but EDNS answers and jumbo
+    /// frames do not; 262144 is tcpdump's default.
+    pub snaplen: u32,
+    /// Kernel ring buffer, MiB: a burst is absorbed here while the reader catches up.
+    pub buffer_mb: u32,
+    /// A BPF filter expression; None captures everything.
+    pub bpf: Option<String>,
+    /// Put the interface in promiscuous mode (a SPAN or TAP port needs it).
+    pub promisc: bool,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings { snaplen: 262_144, buffer_mb: 64, bpf: None, promisc: true }
+    }
 }
 
 impl Default for Config {
@@ -44,6 +72,7 @@ impl Default for Config {
             dns_log: false,
             batch_packets: 4096,
             event_module: None,
+            capture: CaptureSettings::default(),
         }
     }
 }

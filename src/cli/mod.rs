@@ -1,0 +1,56 @@
+//! The operator's subcommands besides `replay`: `config`, `report`, `completions`, `man`.
+//! Each returns the exit code: 0 done, 2 usage or input error, 3 runtime failure.
+
+use clap::{Args, Subcommand};
+use portent::config::{default_file, Config};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn err(msg: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "portent: {msg}");
+}
+
+/// Writes `text` to standard output; a reader that hung up is not a failure.
+fn print(text: &[u8]) -> ExitCode {
+    match io::stdout().lock().write_all(text).and_then(|_| io::stdout().flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            err(format!("writing to standard output failed: {e}"));
+            ExitCode::from(3)
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    cmd: ConfigCmd,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the default configuration file, every key with a comment.
+    #[command(after_help = "Example:\n  portent config default > /etc/portent/portent.toml")]
+    Default,
+    /// Check a configuration file: "FILE: ok" and exit 0, or the error and exit 2.
+    #[command(after_help = "Example:\n  portent config check /etc/portent/portent.toml")]
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+pub fn config(a: ConfigArgs) -> ExitCode {
+    match a.cmd {
+        ConfigCmd::Default => print(default_file().as_bytes()),
+        ConfigCmd::Check { file } => match Config::from_file(&file) {
+            Ok(_) => print(format!("{}: ok\n", file.display()).as_bytes()),
+            Err(e) => {
+                err(e);
+                ExitCode::from(2)
+            }
+        },
+    }
+}
