@@ -29,7 +29,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "portent watches packets and never sends any. It flags TCP SYNs whose destination \
 port is computed from an address the client just resolved (APT12-style DNS Calculation), and \
 tunneling-shaped DNS (iodine, dnscat2, dns2tcp). Alerts are NDJSON with ECS field names on \
-standard output; the summary goes to standard error."
+standard output; the summary goes to standard error.",
+    after_long_help = "Exit status:\n  0  ran clean\n  1  alerts were raised (only with --fail-on-alert)\n  2  usage or input error (bad flag, configuration, or capture file)\n  3  runtime failure (an output could not be written)\n\nExamples:\n  portent replay captures/dns-calc.pcap\n  portent config default > portent.toml\n  portent report alerts.ndjson -o report.html"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,16 @@ enum Cmd {
         after_help = "Examples:\n  portent config default > portent.toml\n  portent config check portent.toml\n  portent replay --config portent.toml capture.pcap"
     )]
     Config(cli::ConfigArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  portent completions bash > /etc/bash_completion.d/portent\n  portent completions zsh > ~/.zfunc/_portent\n  portent completions fish > ~/.config/fish/completions/portent.fish"
+    )]
+    Completions(cli::CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:\n  portent man | man -l -\n  portent man /usr/local/share/man/man1")]
+    Man(cli::ManArgs),
 }
 
 #[derive(Args)]
@@ -141,6 +152,8 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Replay(a) => replay(a),
         Cmd::Config(a) => cli::config(a),
+        Cmd::Completions(a) => cli::completions(a, <Cli as clap::CommandFactory>::command()),
+        Cmd::Man(a) => cli::man(a, <Cli as clap::CommandFactory>::command()),
     }
 }
 

@@ -54,3 +54,43 @@ pub fn config(a: ConfigArgs) -> ExitCode {
         },
     }
 }
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
+}
+
+pub fn completions(a: CompletionsArgs, mut cmd: clap::Command) -> ExitCode {
+    let mut out = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "portent", &mut out);
+    print(&out)
+}
+
+#[derive(Args)]
+pub struct ManArgs {
+    /// Write one page per command (portent.1, portent-replay.1, ...) into this directory
+    /// instead of printing portent.1.
+    #[arg(value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+pub fn man(a: ManArgs, cmd: clap::Command) -> ExitCode {
+    if let Some(dir) = a.dir {
+        return match clap_mangen::generate_to(cmd, &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                err(format!("cannot write the manual pages to {}: {e}", dir.display()));
+                ExitCode::from(3)
+            }
+        };
+    }
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(cmd).render(&mut out) {
+        Ok(()) => print(&out),
+        Err(e) => {
+            err(format!("cannot render the manual page: {e}"));
+            ExitCode::from(3)
+        }
+    }
+}
