@@ -18,6 +18,7 @@ pub mod dns;
 pub mod net;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 pub mod stats;
 pub mod time;
 

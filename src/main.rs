@@ -62,6 +62,12 @@ enum Cmd {
     /// Print the manual page (roff), or write one page per command into a directory.
     #[command(after_help = "Examples:\n  portent man | man -l -\n  portent man /usr/local/share/man/man1")]
     Man(cli::ManArgs),
+
+    /// Write a self-contained HTML report (timeline, alerts per client) from an alerts file.
+    #[command(
+        after_help = "Examples:\n  portent replay -a alerts.ndjson capture.pcap && portent report alerts.ndjson -o report.html\n  portent replay -q capture.pcap | portent report - -o report.html"
+    )]
+    Report(cli::ReportArgs),
 }
 
 #[derive(Args)]
@@ -154,6 +160,7 @@ fn main() -> ExitCode {
         Cmd::Config(a) => cli::config(a),
         Cmd::Completions(a) => cli::completions(a, <Cli as clap::CommandFactory>::command()),
         Cmd::Man(a) => cli::man(a, <Cli as clap::CommandFactory>::command()),
+        Cmd::Report(a) => cli::report(a),
     }
 }
 

@@ -94,3 +94,55 @@ pub fn man(a: ManArgs, cmd: clap::Command) -> ExitCode {
         }
     }
 }
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Alerts as `portent replay` writes them (NDJSON); "-" reads standard input.
+    #[arg(value_name = "ALERTS")]
+    alerts: PathBuf,
+
+    /// Where the HTML page goes ("-" is standard output).
+    #[arg(short = 'o', long, value_name = "PATH", default_value = "-")]
+    output: PathBuf,
+
+    /// The page's title.
+    #[arg(long, value_name = "TEXT", default_value = "portent alerts")]
+    title: String,
+}
+
+/// Alerts files are at most what one run writes; past this it is not an alerts file or the
+/// page would be unreadable anyway.
+const MAX_ALERTS_BYTES: u64 = 512 << 20;
+
+pub fn report(a: ReportArgs) -> ExitCode {
+    use std::io::Read;
+    let name = a.alerts.display().to_string();
+    let mut text = String::new();
+    let read = if a.alerts.as_os_str() == "-" {
+        io::stdin().lock().take(MAX_ALERTS_BYTES).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(&a.alerts).and_then(|f| f.take(MAX_ALERTS_BYTES).read_to_string(&mut text))
+    };
+    if let Err(e) = read {
+        err(format!("{name}: cannot read: {e}"));
+        return ExitCode::from(2);
+    }
+    let alerts = match portent::report::parse_ndjson(&text) {
+        Ok(v) => v,
+        Err((line, e)) => {
+            err(format!("{name}:{line}: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let page = portent::report::render(&alerts, &a.title);
+    if a.output.as_os_str() == "-" {
+        return print(page.as_bytes());
+    }
+    match std::fs::write(&a.output, page) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            err(format!("cannot write the report to {}: {e}", a.output.display()));
+            ExitCode::from(3)
+        }
+    }
+}
