@@ -314,6 +314,11 @@ impl Source {
             lookahead.iter().map(|l| l.trim_ascii()).filter(|l| l.starts_with(b"#")).collect();
         let (format, label) = if !headers.is_empty() && first.as_ref().map_or(true, |f| !f.starts_with(b"{"))
         {
+            if input.kind == Kind::Eve {
+                return Err(fail(
+                    "a Zeek TSV log, not Suricata eve.json (give it with --zeek-dns or --zeek-conn)".into(),
+                ));
+            }
             let st = zeek::TsvState::from_headers(&headers, input.kind).map_err(fail)?;
             let label = format!("zeek-tsv {}", st.path_label());
             (Format::ZeekTsv(st), label)
@@ -330,6 +335,8 @@ impl Source {
                         )));
                     }
                     (Format::Eve(eve::EveState::default()), "eve".to_string())
+                } else if input.kind == Kind::Eve {
+                    return Err(fail("JSON without event_type: not Suricata eve.json".into()));
                 } else {
                     let st = zeek::JsonState::sniff(&v, input.kind).map_err(fail)?;
                     let label = format!("zeek-json {}", st.path_label());
