@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use portent::config::Config;
 use portent::detect::formula::Formula;
 use portent::detect::reputation::DomainSet;
+use portent::net::CidrSet;
 use portent::output::{summary, Sink};
 use portent::pipeline::{self, Outputs, Progress};
 use std::io::{self, IsTerminal, Write};
@@ -113,6 +114,16 @@ struct CommonArgs {
     #[arg(long, value_name = "PATH")]
     reputation: Option<PathBuf>,
 
+    /// Clients never flagged by any rule (ProcessAllowlist / DaemonAllowList / management
+    /// hosts), as CIDRs. Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    allow_client: Vec<String>,
+
+    /// Registered domains whose encoded-looking names are legitimate (added to the shipped
+    /// allowlist). Repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    allow_domain: Vec<String>,
+
     /// Write the end-of-run summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
@@ -175,7 +186,12 @@ fn config(c: &CommonArgs) -> Result<Config, String> {
         let set = DomainSet::load(p).map_err(|e| format!("--reputation {}: {e}", p.display()))?;
         let set = Arc::new(set);
         cfg.calc.reputation = Some(set.clone());
+        cfg.tunnel.reputation = Some(set);
     }
+    let clients = CidrSet::parse_list(&c.allow_client).map_err(|e| format!("--allow-client: {e}"))?;
+    cfg.calc.client_allowlist.0.extend(clients.0.iter().copied());
+    cfg.tunnel.client_allowlist.0.extend(clients.0);
+    cfg.tunnel.domain_allowlist.extend(c.allow_domain.iter().cloned());
     Ok(cfg)
 }
 

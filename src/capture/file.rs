@@ -103,14 +103,24 @@ struct Interface {
 /// `progress` is told how many bytes of the file have been consumed so far.
 pub fn read_file(
     path: &Path,
-    mut f: impl FnMut(&RawPacket<'_>),
-    mut progress: impl FnMut(u64),
+    f: impl FnMut(&RawPacket<'_>),
+    progress: impl FnMut(u64),
 ) -> Result<FileStats, CaptureError> {
     let input: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
         Box::new(File::open(path).map_err(|err| CaptureError::Open { path: path.into(), err })?)
     };
+    read_stream(path, input, f, progress)
+}
+
+/// `read_file` over any reader; `path` only names it in errors.
+pub fn read_stream(
+    path: &Path,
+    input: Box<dyn Read + Send>,
+    mut f: impl FnMut(&RawPacket<'_>),
+    mut progress: impl FnMut(u64),
+) -> Result<FileStats, CaptureError> {
     let mut reader = match create_reader(READ_BUFFER, input) {
         Ok(r) => r,
         Err(PcapError::Eof) => return Err(CaptureError::Empty { path: path.into() }),

@@ -3,7 +3,7 @@
 
 pub mod file;
 
-pub use file::{read_file, CaptureError, FileStats};
+pub use file::{read_file, read_stream, CaptureError, FileStats};
 
 use crate::decode::LinkType;
 use crate::Nanos;

@@ -19,6 +19,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 const HEADER_LEN: usize = 12;
 /// TYPE, CLASS, TTL, RDLENGTH after a record's name (RFC 1035 §4.1.3).
 const RR_FIXED_LEN: usize = 10;
+/// Shortest possible question: root name + QTYPE + QCLASS.
+const MIN_QUESTION_LEN: usize = 5;
 /// Shortest possible record: root name + fixed part. Bounds the capacity we reserve from a
 /// count the sender controls.
 const MIN_RR_LEN: usize = 1 + RR_FIXED_LEN;
@@ -80,7 +82,7 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
     let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0 };
 
     let qd = usize::from(counts.qdcount());
-    m.questions = Vec::with_capacity(qd.min(w.remaining() / 5));
+    m.questions = Vec::with_capacity(qd.min(w.remaining() / MIN_QUESTION_LEN));
     for _ in 0..qd {
         if w.at_end() {
             w.flag(Anomaly::CountMismatch);
@@ -125,6 +127,33 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
     }
     m.anomalies = w.anomalies;
     Ok(m)
+}
+
+/// Fuzz body shared by `fuzz/fuzz_targets/dns_parse.rs` and the smoke test: parses `data`
+/// and, when that succeeds, checks the bounds the types document. Panics on a violation.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let Ok(m) = parse_message(data) else { return };
+    let name_ok = |n: &str| !n.is_empty() && n.len() <= super::name::MAX_NAME_TEXT && n.is_ascii();
+    assert!(m.questions.len() <= data.len() / MIN_QUESTION_LEN);
+    assert!(m.answers.len() <= data.len() / MIN_RR_LEN);
+    for q in &m.questions {
+        assert!(name_ok(&q.name), "{:?}", q.name);
+    }
+    let mut rdata = 0u32;
+    for r in &m.answers {
+        assert!(name_ok(&r.name), "{:?}", r.name);
+        rdata += u32::from(r.rdlen);
+        match &r.data {
+            RData::Name(n) | RData::Mx { exchange: n, .. } => assert!(name_ok(n), "{n:?}"),
+            RData::Txt(t) => assert!(t.iter().all(|s| s.len() <= 4 * 255 && s.is_ascii())),
+            RData::A(_) => assert_eq!(r.rdlen, 4),
+            RData::Aaaa(_) => assert_eq!(r.rdlen, 16),
+            RData::Other => {}
+        }
+    }
+    assert_eq!(m.answer_rdata_bytes, rdata);
+    assert!(m.rcode < 1 << 12);
 }
 
 /// A cursor over the message with the anomalies seen so far.
@@ -662,6 +691,141 @@ pub(crate) mod tests {
         println!("parse_message: {cpu_ns:.1} ns/message on CPU ({} byte A query)", query.len());
     }
 
+    /// Small deterministic PRNG (xorshift64*) for the smoke loops; no dependency needed.
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        /// A few random edits of `seed`: bit flips, interesting bytes, pointers, cuts,
+        /// duplicated slices.
+        pub fn mutate(&mut self, seed: &[u8]) -> Vec<u8> {
+            let mut v = seed.to_vec();
+            for _ in 0..1 + self.below(4) {
+                let at = self.below(v.len());
+                match self.below(7) {
+                    0 if !v.is_empty() => v[at] ^= 1 << self.below(8),
+                    1 if !v.is_empty() => v[at] = [0, 0xC0, 0xFF, 0x3F, 0x40, 1][self.below(6)],
+                    2 => {
+                        let ptr = [0xC0 | self.below(4) as u8, self.next() as u8];
+                        v.splice(at..at, ptr);
+                    }
+                    3 => v.truncate(at),
+                    4 if !v.is_empty() => {
+                        let end = (at + self.below(32)).min(v.len());
+                        let dup = v[at..end].to_vec();
+                        let to = self.below(v.len());
+                        v.splice(to..to, dup);
+                    }
+                    5 if v.len() > 12 => {
+                        // Counts: a random header count set to something large or small.
+                        let c = 4 + 2 * self.below(4);
+                        v[c..c + 2].copy_from_slice(&(self.next() as u16 >> self.below(16)).to_be_bytes());
+                    }
+                    _ => {
+                        let b = self.next() as u8;
+                        v.insert(at, b);
+                    }
+                }
+            }
+            v
+        }
+    }
+
+    /// Messages to mutate: built ones, plus DNS payloads from the shared captures if present.
+    pub(crate) fn seeds() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut b = B::new(1, QR_RD_RA, [1, 2, 0, 1]);
+        b.q("www.example.com", rtype::A);
+        b.ptr(12).rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
+        b.ptr(45).rr_tail(rtype::MX, 60, &[0, 1, 0xC0, 12]);
+        b.name("").rr_tail(rtype::OPT, 0x0100_0000, &[]);
+        out.push(b.done());
+        let mut b = B::new(2, QR_RD_RA, [1, 1, 1, 0]);
+        b.labels(&[b"\x80\xff\x01abc"]).name("pirate.sea").u16(rtype::NULL).u16(1);
+        b.ptr(12).rr_tail(rtype::TXT, 1, b"\x03abc\x02\x00\xff");
+        b.ptr(12).rr_tail(rtype::NS, 1, &[0xC0, 12]);
+        out.push(b.done());
+        for f in [
+            "elastic_dns-tunnel-iodine.pcap",
+            "suri_dns-a-aaaa-mx.pcap",
+            "suri_dns-corrupt-additionals.pcap",
+            "suri_dns-forward-pointer.pcap",
+            "tcpdump_dnssec.pcap",
+            "tcpdump_edns-opts.pcap",
+            "zeek_dns_svcb-port-malformed.pcap",
+            "zeek_dns-txt-multiple.pcap",
+            "zeek_dns_max-compression-depth.pcap",
+            "ndpi_dns_exfiltration.pcap",
+        ] {
+            if let Some(file) = capture(f) {
+                // Every 7th message keeps the seed set small and varied.
+                out.extend(udp53_payloads(&file).into_iter().step_by(7));
+            }
+        }
+        out
+    }
+
+    /// The fuzz target's body on a few hundred thousand random and mutated inputs, so that
+    /// `cargo test` checks no-panic without nightly (see fuzz/).
+    #[test]
+    fn fuzz_smoke_parse() {
+        let seeds = seeds();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut parsed = 0;
+        for i in 0..400_000 {
+            let input = if i % 4 == 0 {
+                let mut v = vec![0u8; rng.below(80)];
+                v.iter_mut().for_each(|b| *b = rng.next() as u8);
+                v
+            } else {
+                let seed = &seeds[rng.below(seeds.len())];
+                rng.mutate(seed)
+            };
+            fuzz_parse(&input);
+            parsed += usize::from(parse_message(&input).is_ok());
+        }
+        // Mutants of real messages mostly still decode; the loop is not testing only errors.
+        assert!(parsed > 100_000, "{parsed}");
+    }
+
+    /// Survey, not a test: how every UDP/53 payload of every shared capture decodes.
+    /// `cargo test --lib parse_survey -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parse_survey() {
+        let root = format!("{}/../../shared/captures/public", env!("CARGO_MANIFEST_DIR"));
+        let Ok(dir) = std::fs::read_dir(&root) else {
+            return;
+        };
+        let mut names: Vec<_> = dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let n = n.to_string_lossy().into_owned();
+            let Some(file) = capture(&n) else { continue };
+            let payloads = udp53_payloads(&file);
+            if payloads.is_empty() {
+                continue;
+            }
+            let mut errs = std::collections::BTreeMap::new();
+            let mut anom = 0;
+            for p in &payloads {
+                match parse_message(p) {
+                    Ok(m) => anom += usize::from(m.anomalies != 0),
+                    Err(e) => *errs.entry(e.reason()).or_insert(0) += 1,
+                }
+            }
+            println!("{n}: {} msgs, {anom} with anomalies, errors {errs:?}", payloads.len());
+        }
+    }
+
     /// A capture from `shared/captures/public`, found beside the repo (`../shared`, or
     /// `../../shared` from a worktree), or None (with a note) when the captures are absent.
     pub(crate) fn capture(name: &str) -> Option<Vec<u8>> {
@@ -677,7 +841,9 @@ pub(crate) mod tests {
 
     /// UDP payloads to or from port 53 in a classic Ethernet pcap.
     pub(crate) fn udp53_payloads(file: &[u8]) -> Vec<Vec<u8>> {
-        let cap = pcap_parser::PcapCapture::from_file(file).expect("pcap");
+        let Ok(cap) = pcap_parser::PcapCapture::from_file(file) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for blk in &cap.blocks {
             let Ok(p) = etherparse::SlicedPacket::from_ethernet(blk.data) else {

@@ -232,6 +232,53 @@ impl TcpDnsStreams {
     }
 }
 
+/// Fuzz body shared by `fuzz/fuzz_targets/dns_tcp.rs` and the smoke test: reads `data` as a
+/// run of segments, each `[ctrl][seq delta: i16][len][payload]`, over four 4-tuples in a
+/// two-stream table, and checks the table's bounds. Panics on a violation; returns the
+/// number of messages delivered.
+///
+/// `ctrl`: bits 0-1 pick the stream, 2 SYN, 3 FIN, 4 RST, 5 expire before the segment, 6-7
+/// how far packet time moves.
+#[doc(hidden)]
+pub fn fuzz_tcp(data: &[u8]) -> u64 {
+    let mut t = TcpDnsStreams::with_max_message(2, 512);
+    let mut next = [0u32; 4];
+    let mut now: Nanos = 0;
+    let mut rest = data;
+    let mut delivered = 0u64;
+    while let Some((head, tail)) = rest.split_first_chunk::<4>() {
+        let [ctrl, d0, d1, len] = *head;
+        let take = usize::from(len).min(tail.len());
+        let (payload, after) = tail.split_at(take);
+        rest = after;
+        let i = usize::from(ctrl & 3);
+        let key = StreamKey {
+            src: IpAddr::from([10, 0, 0, ctrl & 3]),
+            sport: 1000 + u16::from(ctrl & 3),
+            dst: IpAddr::from([10, 0, 0, 53]),
+            dport: 53,
+        };
+        let flags = TcpFlags { syn: ctrl & 4 != 0, fin: ctrl & 8 != 0, rst: ctrl & 16 != 0 };
+        now += u64::from(ctrl >> 6) * 1_000;
+        if ctrl & 32 != 0 {
+            t.expire(now, 1_500);
+        }
+        let seq = next[i].wrapping_add(i16::from_be_bytes([d0, d1]) as u32);
+        next[i] = seq.wrapping_add(payload.len() as u32);
+        t.on_segment(key, now, seq, flags, payload, &mut |m| {
+            assert!((MIN_MESSAGE..=512).contains(&m.len()), "message of {} octets", m.len());
+            delivered += 1;
+        });
+        assert!(t.len() <= 2);
+        for s in t.streams.values() {
+            assert!(s.buf.len() < 512 + 2 && s.held.len() <= MAX_HELD);
+            assert!(s.held_bytes <= MAX_HELD_BYTES);
+        }
+    }
+    assert_eq!(t.stats().messages, delivered);
+    delivered
+}
+
 /// Signed distance from `b` to `a` in sequence space (RFC 1982 style).
 fn seq_diff(a: u32, b: u32) -> i64 {
     i64::from(a.wrapping_sub(b) as i32)
@@ -432,7 +479,7 @@ fn desync(s: &mut Stream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::parse::tests::{capture, B};
+    use crate::dns::parse::tests::{capture, seeds, Rng, B};
     use std::net::Ipv4Addr;
 
     fn key(sport: u16) -> StreamKey {
@@ -629,6 +676,55 @@ mod tests {
         let got = check(&mut t, key(2), &[(0, SYN, &[]), (1, NONE, &[0x10, 0, 1, 2])]);
         assert!(got.is_empty());
         assert_eq!(t.stats().oversize, 1);
+    }
+
+    /// The fuzz target's body on random inputs and on real messages framed, cut into
+    /// segments and shuffled a little (retransmits, holes, flags), so `cargo test` checks
+    /// no-panic and the bounds without nightly (see fuzz/).
+    #[test]
+    fn fuzz_smoke_tcp() {
+        let seeds = seeds();
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut delivered = 0;
+        for i in 0..40_000 {
+            let mut input = Vec::new();
+            if i % 4 == 0 {
+                input.resize(rng.below(400), 0);
+                input.iter_mut().for_each(|b| *b = rng.next() as u8);
+            } else {
+                // A framed stream of a few seeds (some mutated), as segments.
+                let mut stream = Vec::new();
+                for _ in 0..1 + rng.below(4) {
+                    let seed = &seeds[rng.below(seeds.len())];
+                    let m = if rng.below(4) == 0 { rng.mutate(seed) } else { seed.clone() };
+                    let m = &m[..m.len().min(500)];
+                    stream.extend((m.len() as u16).to_be_bytes());
+                    stream.extend(m);
+                }
+                let mut at = 0;
+                while at < stream.len() {
+                    let len = (1 + rng.below(120)).min(stream.len() - at);
+                    let ctrl = match rng.below(20) {
+                        0 => rng.next() as u8,
+                        1 => 4, // SYN
+                        _ => (i % 3) as u8 | if rng.below(8) == 0 { 64 } else { 0 },
+                    };
+                    let delta: i16 = match rng.below(10) {
+                        0 => -(rng.below(200) as i16),
+                        1 => rng.below(200) as i16,
+                        _ => 0,
+                    };
+                    input.push(ctrl);
+                    input.extend(delta.to_be_bytes());
+                    input.push(len as u8);
+                    input.extend(&stream[at..at + len]);
+                    at += len;
+                }
+            }
+            delivered += fuzz_tcp(&input);
+        }
+        // Most structured inputs keep enough order for messages to come out.
+        assert!(delivered > 20_000, "{delivered}");
     }
 
     /// DNS-over-TCP messages that parse, from the TCP/53 segments of a classic Ethernet pcap.

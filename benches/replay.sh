@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Line-rate benchmark: whole-process replay of one capture by portent (2 threads and 1),
+# against tcpdump (read and write back), tshark (DNS names; on a prefix, it is slow) and a
+# bare read of the file. Median of RUNS runs each, with a warm page cache.
+#
+#   benches/replay.sh [FILE]
+#   RUNS=5 SIZE_MB=1000 benches/replay.sh          # generates /tmp/portent-bench.pcap if absent
+#   TSHARK_PACKETS=20000 RESULTS=benches/RESULTS.md benches/replay.sh FILE
+#
+# Needs: target/release/portent (built if missing), /usr/bin/time, capinfos, editcap,
+# tcpdump, tshark. A missing tool skips its row. Writes the table to standard output and
+# into RESULTS (between the replay markers; the rest of that file is kept).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${RUNS:-5}
+SIZE_MB=${SIZE_MB:-1000}
+SEED=${SEED:-1}
+TSHARK_PACKETS=${TSHARK_PACKETS:-20000}
+RESULTS=${RESULTS:-$ROOT/benches/RESULTS.md}
+FILE=${1:-/tmp/portent-bench.pcap}
+PORTENT=${PORTENT:-$ROOT/target/release/portent}
+GEN=$ROOT/target/release/examples/gen_capture
+WORK=$(mktemp -d /tmp/portent-bench.XXXXXX)
+ALERTS=/tmp/portent-bench-alerts.ndjson
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '%s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+if [[ ! -x /usr/bin/time ]]; then
+    say "installing time (for peak RSS)"
+    apt-get install -y time >/dev/null
+fi
+if [[ ! -x $PORTENT ]]; then
+    say "building portent (release)"
+    (cd "$ROOT" && cargo build --release --bin portent)
+fi
+if [[ ! -s $FILE ]]; then
+    if [[ ! -x $GEN ]]; then
+        say "building gen_capture (release)"
+        (cd "$ROOT" && cargo build --release --example gen_capture)
+    fi
+    say "generating $FILE (~$SIZE_MB MB, seed $SEED)"
+    "$GEN" --out "$FILE" --size-mb "$SIZE_MB" --seed "$SEED"
+fi
+
+BYTES=$(stat -c %s "$FILE")
+# Other work on the machine skews every row; the table records how busy it was.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "warming the page cache"
+cat "$FILE" >/dev/null
+if have capinfos; then
+    PACKETS=$(capinfos -M -c "$FILE" | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
+else
+    "$PORTENT" replay --threads 1 -q --alerts /dev/null --summary-json "$WORK/s.json" "$FILE"
+    PACKETS=$(grep -o '"packets": *[0-9]*' "$WORK/s.json" | head -1 | grep -o '[0-9]*$')
+fi
+say "$FILE: $PACKETS packets, $BYTES bytes; $RUNS runs each"
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# measure NAME CMD...: runs CMD RUNS times (shell string, so redirections work); records the
+# median wall seconds (from a nanosecond clock) and the median peak RSS in KiB.
+declare -A WALL RSS
+measure() {
+    local name=$1 cmd=$2 i t0 t1
+    : >"$WORK/wall" && : >"$WORK/rss"
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$(date +%s%N)
+        /usr/bin/time -f "%M" -o "$WORK/time" bash -c "$cmd"
+        t1=$(date +%s%N)
+        echo "$(((t1 - t0) / 1000)) 1000000" | awk '{printf "%.6f\n", $1 / $2}' >>"$WORK/wall"
+        tail -1 "$WORK/time" >>"$WORK/rss"
+    done
+    WALL[$name]=$(median <"$WORK/wall")
+    RSS[$name]=$(median <"$WORK/rss")
+    say "$(printf '%-28s median %8.3f s  (runs: %s)  rss %s KiB' "$name" "${WALL[$name]}" \
+        "$(tr '\n' ' ' <"$WORK/wall")" "${RSS[$name]}")"
+}
+
+declare -A NPKT NBYTE
+for t in 2 1; do
+    measure "portent --threads $t" \
+        "'$PORTENT' replay --threads $t -q --alerts $ALERTS --summary-json '$WORK/summary$t.json' '$FILE'"
+    NPKT["portent --threads $t"]=$PACKETS
+    NBYTE["portent --threads $t"]=$BYTES
+done
+ALERT_LINES=$(wc -l <"$ALERTS")
+if have tcpdump; then
+    measure "tcpdump -r -w /dev/null" "tcpdump -r '$FILE' -w /dev/null 2>/dev/null"
+    NPKT["tcpdump -r -w /dev/null"]=$PACKETS
+    NBYTE["tcpdump -r -w /dev/null"]=$BYTES
+fi
+TSHARK_ROW=""
+if have tshark && have editcap; then
+    PREFIX=$WORK/prefix.pcap
+    editcap -r "$FILE" "$PREFIX" "1-$TSHARK_PACKETS"
+    cat "$PREFIX" >/dev/null
+    TSHARK_ROW="tshark -Y dns (prefix)"
+    measure "$TSHARK_ROW" "tshark -r '$PREFIX' -Y dns -T fields -e dns.qry.name >/dev/null 2>&1"
+    NPKT[$TSHARK_ROW]=$(capinfos -M -c "$PREFIX" | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
+    NBYTE[$TSHARK_ROW]=$(stat -c %s "$PREFIX")
+    # tshark spends about a second registering dissectors before the first packet; time it on
+    # a one-packet file and subtract, for the steady-state rate.
+    editcap -r "$FILE" "$WORK/one.pcap" 1
+    measure "tshark start-up (1 packet)" "tshark -r '$WORK/one.pcap' -Y dns -T fields -e dns.qry.name >/dev/null 2>&1"
+    TSHARK_SS="tshark -Y dns (prefix, minus start-up)"
+    WALL[$TSHARK_SS]=$(awk -v a="${WALL[$TSHARK_ROW]}" -v b="${WALL["tshark start-up (1 packet)"]}" \
+        'BEGIN {d = a - b; printf "%.6f", (d > 0.001) ? d : 0.001}')
+    RSS[$TSHARK_SS]=${RSS[$TSHARK_ROW]}
+    NPKT[$TSHARK_SS]=$((NPKT[$TSHARK_ROW] - 1))
+    NBYTE[$TSHARK_SS]=${NBYTE[$TSHARK_ROW]}
+fi
+measure "cat > /dev/null" "cat '$FILE' >/dev/null"
+NPKT["cat > /dev/null"]=$PACKETS
+NBYTE["cat > /dev/null"]=$BYTES
+
+pps() { awk -v p="${NPKT[$1]}" -v w="${WALL[$1]}" 'BEGIN {printf "%.0f", p / w}'; }
+gbps() { awk -v b="${NBYTE[$1]}" -v w="${WALL[$1]}" 'BEGIN {printf "%.2f", b * 8 / w / 1e9}'; }
+ratio() { awk -v a="$(pps "$1")" -v b="$(pps "$2")" 'BEGIN {printf "%.2f", a / b}'; }
+
+ROWS=("portent --threads 2" "portent --threads 1")
+[[ -n ${WALL["tcpdump -r -w /dev/null"]:-} ]] && ROWS+=("tcpdump -r -w /dev/null")
+[[ -n $TSHARK_ROW ]] && ROWS+=("$TSHARK_ROW" "$TSHARK_SS")
+ROWS+=("cat > /dev/null")
+
+COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml || echo "+dirty")
+CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+{
+    echo "<!-- replay:begin (written by benches/replay.sh) -->"
+    echo "### Replay, $(date -u +%Y-%m-%dT%H:%MZ), portent $COMMIT"
+    echo
+    echo "Machine: $(nproc) CPUs ($CPU), $MEM; $(uname -sr); load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end."
+    echo "Capture: \`$FILE\`, $PACKETS packets, $BYTES bytes; page cache warm; median of $RUNS runs."
+    echo "portent raised $ALERT_LINES alert lines on it."
+    echo
+    echo "| command | wall s (median) | packets/s | Gbit/s (file bytes) | peak RSS MiB |"
+    echo "|---|---:|---:|---:|---:|"
+    for r in "${ROWS[@]}"; do
+        printf '| %s | %.3f | %s | %s | %.1f |\n' "$r" "${WALL[$r]}" "$(pps "$r")" "$(gbps "$r")" \
+            "$(awk -v k="${RSS[$r]}" 'BEGIN {print k / 1024}')"
+    done
+    echo
+    echo "Ratios of packets/s: portent(2 threads)/tcpdump $(
+        [[ -n ${WALL["tcpdump -r -w /dev/null"]:-} ]] && ratio "portent --threads 2" "tcpdump -r -w /dev/null" || echo n/a
+    ), portent(2 threads)/tshark $(
+        [[ -n $TSHARK_ROW ]] && ratio "portent --threads 2" "$TSHARK_ROW" || echo n/a
+    ) (against tshark's steady state $(
+        [[ -n $TSHARK_ROW ]] && ratio "portent --threads 2" "$TSHARK_SS" || echo n/a
+    )), threads 2/threads 1 $(ratio "portent --threads 2" "portent --threads 1")."
+    if [[ -n $TSHARK_ROW ]]; then
+        echo
+        echo "tshark ran on the first ${NPKT[$TSHARK_ROW]} packets (${NBYTE[$TSHARK_ROW]} bytes, \`editcap -r FILE prefix 1-$TSHARK_PACKETS\`);"
+        echo "its packets/s and Gbit/s are scaled from that prefix. The first tshark row includes its start-up (dissector registration,"
+        echo "${WALL["tshark start-up (1 packet)"]} s on a one-packet file), which understates tshark on a long capture; the second row subtracts it."
+        echo "portent's rows include its own start-up too (a few ms)."
+    fi
+    echo "<!-- replay:end -->"
+} >"$WORK/section.md"
+
+cat "$WORK/section.md"
+if [[ -f $RESULTS ]] && grep -q '<!-- replay:begin' "$RESULTS"; then
+    awk -v sec="$WORK/section.md" '
+        /<!-- replay:begin/ {while ((getline l < sec) > 0) print l; skip = 1; next}
+        /<!-- replay:end -->/ {skip = 0; next}
+        !skip {print}' "$RESULTS" >"$WORK/results.md"
+    cp "$WORK/results.md" "$RESULTS"
+else
+    { echo "# portent benchmark results"; echo; cat "$WORK/section.md"; } >>"$RESULTS"
+fi
+say "wrote $RESULTS"

@@ -1,0 +1,114 @@
+//! Micro-benchmarks of the per-packet stages: decode, DNS parse, answer cache, DNS
+//! Calculation check. `cargo bench --bench stages` (add `-- --quick` for a short run).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use etherparse::PacketBuilder;
+use portent::cache::{AnswerCache, CacheConfig};
+use portent::decode::{decode, Decoded, LinkType};
+use portent::detect::calc::{CalcConfig, CalcDetector};
+use portent::detect::Syn;
+use portent::dns::parse_message;
+use std::net::{IpAddr, Ipv4Addr};
+
+const TS: u64 = 1_700_000_000 * 1_000_000_000;
+
+fn name(out: &mut Vec<u8>, n: &str) {
+    for l in n.split('.') {
+        out.push(l.len() as u8);
+        out.extend_from_slice(l.as_bytes());
+    }
+    out.push(0);
+}
+
+/// A typical response: one question, `addrs.len()` A records behind compression pointers,
+/// an EDNS OPT record.
+fn a_response(id: u16, qname: &str, addrs: &[[u8; 4]]) -> Vec<u8> {
+    let mut m = Vec::new();
+    for v in [id, 0x8180, 1, addrs.len() as u16, 0, 1] {
+        m.extend_from_slice(&v.to_be_bytes());
+    }
+    name(&mut m, qname);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    for a in addrs {
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
+        m.extend_from_slice(a);
+    }
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    m
+}
+
+fn stages(c: &mut Criterion) {
+    let dns = a_response(0x1234, "www.example.com", &[[93, 184, 216, 34], [93, 184, 216, 35]]);
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([8, 8, 8, 8], [10, 1, 2, 3], 64)
+        .udp(53, 40000)
+        .write(&mut frame, &dns)
+        .expect("frame");
+    assert!(matches!(decode(LinkType::ETHERNET, &frame), Ok(Decoded::Packet(_))));
+    c.bench_function("decode eth/ipv4/udp/dns", |b| {
+        b.iter(|| decode(LinkType::ETHERNET, black_box(&frame)).is_ok())
+    });
+
+    assert_eq!(parse_message(&dns).expect("parse").answers.len(), 2);
+    c.bench_function("dns::parse_message A response (2 answers)", |b| {
+        b.iter(|| parse_message(black_box(&dns)).map(|m| m.answers.len()))
+    });
+
+    // Insert then look up, over 1024 clients so the map is not a single hot entry.
+    let msg = parse_message(&dns).expect("parse");
+    let cache = AnswerCache::new(CacheConfig::default());
+    let resolver = IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8));
+    let mut i = 0u32;
+    c.bench_function("AnswerCache insert (2 A) + lookup", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let client = IpAddr::V4(Ipv4Addr::from(0x0a01_0000 | (i & 1023)));
+            let ts = TS + u64::from(i);
+            cache.insert(client, resolver, ts, black_box(&msg));
+            let mut n = 0usize;
+            cache.lookup(client, ts, |a| n += a.ttl as usize);
+            n
+        })
+    });
+
+    // DNS Calculation check against a client holding 8 cached answers (one response each).
+    let client = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+    let cache = AnswerCache::new(CacheConfig::default());
+    let answers: Vec<[u8; 4]> = (0..8u8).map(|k| [93, 184, 20 + k, 7]).collect();
+    for (k, a) in answers.iter().enumerate() {
+        let m = parse_message(&a_response(k as u16, "cdn.example.net", &[*a])).expect("parse");
+        assert_eq!(cache.insert(client, resolver, TS + k as u64, &m), 1);
+    }
+    let mut det = CalcDetector::new(CalcConfig::default());
+    let mut out = Vec::new();
+    let dst = IpAddr::V4(Ipv4Addr::from(answers[7]));
+    // 93*184 + 27 = 17139 is the APT12 port of answers[7]; 17000 matches no formula.
+    let miss = Syn { ts: TS + 1_000_000, src: client, sport: 50000, dst, dport: 17000 };
+    c.bench_function("CalcDetector::on_syn, 8 answers, no match", |b| {
+        b.iter(|| {
+            det.on_syn(black_box(&miss), &cache, &mut out);
+            out.clear();
+        })
+    });
+    let hit = Syn { dport: 93 * 184 + 27, ..miss };
+    det.on_syn(&hit, &cache, &mut out);
+    assert_eq!(out.len(), 1, "the formula port must alert once");
+    out.clear();
+    c.bench_function("CalcDetector::on_syn, 8 answers, repeat match (deduplicated)", |b| {
+        b.iter(|| {
+            det.on_syn(black_box(&hit), &cache, &mut out);
+            out.clear();
+        })
+    });
+    c.bench_function("CalcDetector::on_syn, port 443 (filtered by range)", |b| {
+        let s = Syn { dport: 443, ..miss };
+        b.iter(|| {
+            det.on_syn(black_box(&s), &cache, &mut out);
+            out.clear();
+        })
+    });
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

@@ -1,0 +1,954 @@
+//! DNS tunneling (ATT&CK T1071.004, DET0400): tunneling-shaped query traffic per client and
+//! registered domain.
+//!
+//! DNS traffic is grouped by (client, registered domain) — the Public Suffix List decides
+//! the registered domain (`domain`). Each group keeps counters over a window of packet time
+//! (default 60 s, a tumbling window anchored at the group's first message in it) and over a
+//! long horizon (default 24 h): query and response counts, distinct new subdomains, their
+//! lengths, entropy and encoded-alphabet share (`features`), the record-type mix, the
+//! NXDOMAIN share, bytes up and down, and an information-content estimate of the distinct
+//! names (Paxson et al. 2013) that catches slow tunnels no per-minute rule sees.
+//!
+//! ## Score
+//!
+//! Every feature has a threshold; a feature that reaches it *crosses* and contributes its
+//! ratio `min(value / threshold, 2)`. Features come in three kinds:
+//!
+//! - **shape** (what each name looks like): longest subdomain, longest label, mean entropy,
+//!   encoded share, unusual record-type share, NXDOMAIN share. Sum: `S`.
+//! - **volume** (how much): queries, distinct subdomains, bytes up, bytes down. Sum: `V`.
+//! - **standalone** published rules, each enough alone: Elastic's long-name rule (≥ 25
+//!   queries and ≥ 15 distinct names with a ≥ 50-byte subdomain in 5 minutes), Sigma's
+//!   TXT/NULL answer rate (> 50 a minute), Paxson's information bound (4 kB per client and
+//!   domain over the horizon), and one long encoded query (below). Sum of ratios: `R`.
+//!
+//! `score = S × V + threshold × R`, alert when `score ≥ threshold` (default 4).
+//!
+//! Why a product: volume alone is normal (a mail server, `test0..test1199.example.com`,
+//! a busy CDN) and so is shape alone (one long CDN or DKIM name); a tunnel needs names that
+//! carry data *and* enough of them. Two shape features crossing with two volume features
+//! (2 × 2) reach the default threshold; so does one very strong shape feature at twice its
+//! threshold with one volume feature at twice its own. The standalone rules are weighted
+//! by the threshold so that each fires alone, which keeps "catches what Elastic, Sigma and
+//! Paxson catch" true by construction.
+//!
+//! **One query is enough** when its subdomain is long (≥ 60 bytes by default), fits an
+//! encoded alphabet and has high entropy (≥ 4 bits a byte): that is a payload, not a host
+//! name, whatever the rate (ndpi_dns-exf.pcap: one base64 gzip blob in the labels).
+//!
+//! One alert per group per window; later windows re-alert with updated counts. A group
+//! that crosses only by its horizon information re-alerts when it has carried another
+//! `info_bytes` since its last alert, not every window.
+//!
+//! ## Other rules
+//!
+//! - `dns_query_burst`: one client sending many queries across many registered domains in
+//!   a window (high-volume DNS), once per client per window.
+//! - `dns_reputation`: any query under a DomainReputationFeed domain, once per (client,
+//!   listed domain) per window. Mapped to T1071.004 as well: the lookup of a known C2
+//!   domain is the application-layer channel being opened; the allowlists do not apply.
+//!
+//! ## Memory
+//!
+//! Groups live in a slab with an intrusive least-recently-seen list; at `max_groups` the
+//! least recently seen group is evicted (counted). Each group is a fixed-size record plus
+//! at most `features::PREV_CAP` bytes of previous name, one `String` example and a
+//! 128-byte Bloom filter of name fingerprints. `expire` drops groups idle for a horizon.
+
+pub mod domain;
+pub mod features;
+
+#[cfg(test)]
+mod calibrate;
+
+use crate::detect::reputation::DomainSet;
+use crate::detect::{alert_base, Alert, DnsEvent};
+use crate::dns::rtype;
+use crate::net::CidrSet;
+use crate::{Nanos, NANOS_PER_SEC};
+use domain::{DomainAllowList, SuffixList, SuffixSet};
+use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use domain::{registered_domain, DEFAULT_ALLOWLIST};
+
+/// Settings. `Default` holds the documented defaults; each threshold says where it comes
+/// from.
+#[derive(Clone, Debug)]
+pub struct TunnelConfig {
+    /// Short window (packet time).
+    pub window: Nanos,
+    /// Long horizon for the information estimate (Paxson et al. bound a day).
+    pub horizon: Nanos,
+    /// Span of the Elastic long-name rule (their rule looks back 5 minutes).
+    pub long_name_span: Nanos,
+    /// Cap on tracked (client, registered domain) groups per detector; least recently seen
+    /// is evicted. 65 536 groups at well under 1 kB each stays under ~50 MB per worker.
+    pub max_groups: usize,
+    /// Cap on (client, listed domain) pairs remembered for reputation de-duplication.
+    pub max_reputation_pairs: usize,
+    /// A newer public_suffix_list.dat to use instead of the compiled-in list.
+    pub psl_file: Option<PathBuf>,
+    /// DaemonAllowList: clients never scored for tunneling or bursts (resolvers, ESXi
+    /// management addresses...).
+    pub client_allowlist: CidrSet,
+    /// Use `default_allowlist.txt` (reverse DNS, DNSBLs, AV look-ups, DKIM, DNS-SD, mDNS).
+    pub use_default_allowlist: bool,
+    /// More domain allowlist entries, same syntax as the default file.
+    pub domain_allowlist: Vec<String>,
+    /// DomainReputationFeed.
+    pub reputation: Option<Arc<DomainSet>>,
+
+    /// Alert when the score reaches this.
+    pub threshold: f64,
+    /// QueryRatePerClient: queries per window to one registered domain. Elastic's 25 in 5
+    /// minutes is the long-name rule below; a plain rate needs to be higher to mean volume.
+    pub queries: u32,
+    /// New distinct subdomains per window (Elastic: 15).
+    pub distinct_subdomains: u32,
+    /// OutboundDNSVolume: query-name bytes per window (iodine fills ~200-byte names).
+    pub bytes_up: u64,
+    /// Answer RDATA bytes per window.
+    pub bytes_down: u64,
+    /// QueryLengthThreshold: longest subdomain, decoded bytes (Elastic: 50).
+    pub subdomain_len: u32,
+    /// Longest label: tunnels fill labels towards the 63-byte limit; host names rarely pass
+    /// 40.
+    pub label_len: u32,
+    /// EntropyThreshold: mean Shannon entropy of subdomains, bits a byte. Host names sit
+    /// near 2.5-3.2; 16+ hex characters approach 4, base32 4.5, base64 5+.
+    pub entropy: f64,
+    /// Share of names that fit an encoded alphabet.
+    pub encoded_share: f64,
+    /// Share of queries of type TXT, NULL, CNAME, MX, ANY, SRV or private (65280-65534):
+    /// the types tunnels use for downstream capacity.
+    pub unusual_type_share: f64,
+    /// NXDOMAIN share of responses (a tunnel's server often answers nothing for
+    /// upstream-only traffic), counted only from `nxdomain_min_responses` responses on.
+    pub nxdomain_share: f64,
+    pub nxdomain_min_responses: u32,
+    /// Elastic long-name rule: queries and distinct names with a subdomain of at least
+    /// `subdomain_len` bytes within `long_name_span`.
+    pub long_name_queries: u32,
+    pub long_name_distinct: u32,
+    /// Sigma: more than 50 TXT or NULL answers a minute (scaled to the window).
+    pub txt_null_answers: u32,
+    /// Paxson et al.: ~4 kB of information per client and domain per day.
+    pub info_bytes: u64,
+    /// One query is enough when its subdomain is this long, encoded and this entropic.
+    pub single_query_len: u32,
+    pub single_query_entropy: f64,
+    /// dns_query_burst: queries per window from one client, and registered domains among
+    /// them. A browser page load touches tens of domains; hundreds in a minute with
+    /// hundreds of queries is a scanner, a DGA sweep or a misused client.
+    pub burst_queries: u32,
+    pub burst_domains: u32,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        TunnelConfig {
+            window: 60 * NANOS_PER_SEC,
+            horizon: 24 * 3600 * NANOS_PER_SEC,
+            long_name_span: 300 * NANOS_PER_SEC,
+            max_groups: 65_536,
+            max_reputation_pairs: 16_384,
+            psl_file: None,
+            client_allowlist: CidrSet::default(),
+            use_default_allowlist: true,
+            domain_allowlist: Vec::new(),
+            reputation: None,
+            threshold: 4.0,
+            queries: 30,
+            distinct_subdomains: 15,
+            bytes_up: 3_000,
+            bytes_down: 8_000,
+            subdomain_len: 50,
+            label_len: 40,
+            entropy: 3.5,
+            encoded_share: 0.5,
+            unusual_type_share: 0.5,
+            nxdomain_share: 0.5,
+            nxdomain_min_responses: 10,
+            long_name_queries: 25,
+            long_name_distinct: 15,
+            txt_null_answers: 50,
+            info_bytes: 4_096,
+            single_query_len: 60,
+            single_query_entropy: 4.0,
+            burst_queries: 600,
+            burst_domains: 200,
+        }
+    }
+}
+
+/// Counters for the stats reporter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    pub messages: u64,
+    /// Groups tracked now, and clients with at least one group.
+    pub groups: usize,
+    pub clients: usize,
+    /// Groups dropped at `max_groups` (least recently seen first).
+    pub evictions: u64,
+    /// Groups dropped by `expire` after a horizon without traffic.
+    pub expired: u64,
+    pub allowlisted_client: u64,
+    pub allowlisted_domain: u64,
+    /// Messages without a question, or with a name longer than any valid one.
+    pub skipped: u64,
+    pub alerts_tunneling: u64,
+    pub alerts_burst: u64,
+    pub alerts_reputation: u64,
+    /// Reputation de-duplication pairs dropped at `max_reputation_pairs`.
+    pub reputation_evictions: u64,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// Counters over one window.
+#[derive(Clone, Debug, Default)]
+struct Window {
+    start: Nanos,
+    last: Nanos,
+    queries: u32,
+    responses: u32,
+    distinct: u32,
+    sub_len_sum: u64,
+    max_sub: u32,
+    max_label: u32,
+    entropy_sum: f64,
+    entropy_n: u32,
+    /// Names per alphabet, indexed by `Alphabet as usize` (Plain unused).
+    encoded: [u32; 5],
+    /// txt, null, cname, mx, any, srv, private.
+    types: [u32; 7],
+    txt_null_answers: u32,
+    nxdomain: u32,
+    bytes_up: u64,
+    bytes_down: u64,
+    single_query: bool,
+    alerted: bool,
+}
+
+const TYPE_NAMES: [&str; 7] = ["txt", "null", "cname", "mx", "any", "srv", "private"];
+
+fn type_slot(t: u16) -> Option<usize> {
+    match t {
+        rtype::TXT => Some(0),
+        rtype::NULL => Some(1),
+        rtype::CNAME => Some(2),
+        rtype::MX => Some(3),
+        rtype::ANY => Some(4),
+        rtype::SRV => Some(5),
+        65280..=65534 => Some(6),
+        _ => None,
+    }
+}
+
+/// Fingerprints of the names a group has sent this horizon: the first inline, then a
+/// 1024-bit Bloom filter (k = 2). Tunnel names never repeat, so the filter fills after
+/// about a thousand names and starts calling new names old; by then the group has long
+/// crossed every threshold.
+#[derive(Clone, Debug, Default)]
+enum Seen {
+    #[default]
+    Empty,
+    One(u64),
+    Bloom(Box<[u64; 16]>),
+}
+
+impl Seen {
+    /// Inserts; true when `fp` was (probably) not there before.
+    fn insert(&mut self, fp: u64) -> bool {
+        let bits = [(fp & 1023) as usize, ((fp >> 32) & 1023) as usize];
+        match self {
+            Seen::Empty => {
+                *self = Seen::One(fp);
+                true
+            }
+            Seen::One(old) if *old == fp => false,
+            Seen::One(old) => {
+                let old = *old;
+                let mut b = Box::new([0u64; 16]);
+                for f in [old, fp] {
+                    for bit in [(f & 1023) as usize, ((f >> 32) & 1023) as usize] {
+                        if let Some(w) = b.get_mut(bit / 64) {
+                            *w |= 1 << (bit % 64);
+                        }
+                    }
+                }
+                *self = Seen::Bloom(b);
+                true
+            }
+            Seen::Bloom(b) => {
+                let mut new = false;
+                for bit in bits {
+                    if let Some(w) = b.get_mut(bit / 64) {
+                        new |= *w & (1 << (bit % 64)) == 0;
+                        *w |= 1 << (bit % 64);
+                    }
+                }
+                new
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    client: IpAddr,
+    domain: Box<str>,
+    server: IpAddr,
+    prev: u32,
+    next: u32,
+    last_seen: Nanos,
+    last_query: Nanos,
+    saw_query: bool,
+    w: Window,
+    long_start: Nanos,
+    long_queries: u32,
+    long_distinct: u32,
+    h_start: Nanos,
+    h_queries: u64,
+    info_bits: f64,
+    /// Information (bytes) at the last alert whose crossing included the horizon rule.
+    info_alerted: f64,
+    seen: Seen,
+    prev_name: Vec<u8>,
+    /// The longest query name of the window, for the alert.
+    example: String,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    domains: HashMap<Box<str>, u32>,
+    w_start: Nanos,
+    queries: u32,
+    distinct_domains: u32,
+    server: Option<IpAddr>,
+    alerted: bool,
+}
+
+pub struct TunnelDetector {
+    cfg: TunnelConfig,
+    suffixes: SuffixList,
+    allow: DomainAllowList,
+    clients: HashMap<IpAddr, Client>,
+    slots: Vec<Option<Group>>,
+    free: Vec<u32>,
+    /// Most recently seen group, and least recently seen.
+    head: u32,
+    tail: u32,
+    live: usize,
+    reputation_seen: HashMap<(IpAddr, Box<str>), Nanos>,
+    stats: TunnelStats,
+}
+
+/// One feature as the score and the alert see it.
+#[derive(Clone, Copy, Debug)]
+struct Feature {
+    name: &'static str,
+    value: f64,
+    threshold: f64,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Shape,
+    Volume,
+    Standalone,
+    /// Reported, never scored.
+    Info,
+}
+
+impl Feature {
+    fn crossed(&self) -> bool {
+        self.kind != Kind::Info && self.threshold > 0.0 && self.value >= self.threshold
+    }
+    fn ratio(&self) -> f64 {
+        if self.crossed() {
+            (self.value / self.threshold).min(2.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+const N_FEATURES: usize = 15;
+
+impl TunnelDetector {
+    pub fn new(cfg: TunnelConfig) -> Result<Self, String> {
+        let suffixes = match &cfg.psl_file {
+            Some(p) => SuffixList::File(SuffixSet::load(p)?),
+            None => SuffixList::Builtin,
+        };
+        let mut allow = if cfg.use_default_allowlist {
+            DomainAllowList::parse(DEFAULT_ALLOWLIST)
+        } else {
+            DomainAllowList::default()
+        };
+        for e in &cfg.domain_allowlist {
+            allow.extend_text(e);
+        }
+        Ok(TunnelDetector {
+            cfg,
+            suffixes,
+            allow,
+            clients: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            live: 0,
+            reputation_seen: HashMap::new(),
+            stats: TunnelStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> TunnelStats {
+        TunnelStats { groups: self.live, clients: self.clients.len(), ..self.stats }
+    }
+
+    pub fn on_dns(&mut self, ev: &DnsEvent, out: &mut Vec<Alert>) {
+        self.stats.messages += 1;
+        let Some(q) = ev.msg.questions.first() else {
+            self.stats.skipped += 1;
+            return;
+        };
+        let raw = q.name.trim_end_matches('.');
+        if raw.len() > MAX_NAME_TEXT || raw.is_empty() {
+            self.stats.skipped += 1;
+            return;
+        }
+        // Most names arrive lowercase already; copy only the others. ASCII lowercasing keeps
+        // UTF-8 valid and byte offsets unchanged.
+        let mut buf = [0u8; MAX_NAME_TEXT];
+        let lower = if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            let Some(dst) = buf.get_mut(..raw.len()) else { return };
+            dst.copy_from_slice(raw.as_bytes());
+            dst.make_ascii_lowercase();
+            let Ok(l) = std::str::from_utf8(dst) else { return };
+            l
+        } else {
+            raw
+        };
+
+        if self.cfg.reputation.is_some() {
+            self.check_reputation(ev, raw, lower, out);
+        }
+        if self.cfg.client_allowlist.contains(ev.client) {
+            self.stats.allowlisted_client += 1;
+            return;
+        }
+        if self.allow.matching(lower).is_some() {
+            self.stats.allowlisted_domain += 1;
+            return;
+        }
+        let rd = registered_domain(lower, &self.suffixes);
+        let idx = self.group_index(ev.client, rd, ev.ts);
+        let cfg = &self.cfg;
+        let Some(Some(g)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        g.last_seen = g.last_seen.max(ev.ts);
+        g.server = ev.server;
+        let counts_query = !ev.msg.response || !g.saw_query;
+        if !ev.msg.response {
+            g.saw_query = true;
+        }
+        if ev.ts >= g.w.start.saturating_add(cfg.window) {
+            g.w = Window { start: ev.ts, ..Window::default() };
+        }
+        g.w.last = g.w.last.max(ev.ts);
+        if ev.ts >= g.h_start.saturating_add(cfg.horizon) {
+            g.h_start = ev.ts;
+            g.h_queries = 0;
+            g.info_bits = 0.0;
+            g.info_alerted = 0.0;
+            g.seen = Seen::Empty;
+            g.prev_name.clear();
+        }
+        if ev.ts >= g.long_start.saturating_add(cfg.long_name_span) {
+            g.long_start = ev.ts;
+            g.long_queries = 0;
+            g.long_distinct = 0;
+        }
+        let prev_query = g.last_query;
+        if counts_query {
+            g.last_query = ev.ts;
+            // The subdomain: what is left of the registered domain and its joining dot.
+            let sub = raw.get(..raw.len().saturating_sub(rd.len() + 1)).unwrap_or("");
+            let f = features::name_features(sub);
+            count_query(g, cfg, raw, sub, &f, q.qtype);
+        }
+        if ev.msg.response {
+            g.w.responses += 1;
+            if ev.msg.rcode == 3 {
+                g.w.nxdomain += 1;
+            }
+            g.w.bytes_down += ev.msg.answer_rdata_bytes as u64;
+            let tn =
+                ev.msg.answers.iter().filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL).count();
+            g.w.txt_null_answers = g.w.txt_null_answers.saturating_add(tn as u32);
+        }
+        if !g.w.alerted {
+            let fs = group_features(g, cfg);
+            let (score, info_crossed) = score(&fs, cfg, g);
+            if score >= cfg.threshold {
+                g.w.alerted = true;
+                if info_crossed {
+                    g.info_alerted = g.info_bits / 8.0;
+                }
+                out.push(tunnel_alert(ev.ts, g, &fs, score, cfg));
+                self.stats.alerts_tunneling += 1;
+            }
+        }
+        if counts_query {
+            self.count_client_query(ev, prev_query, out);
+        }
+    }
+
+    /// Drops groups idle for a whole horizon, and reputation pairs older than a window.
+    pub fn expire(&mut self, now: Nanos, _out: &mut Vec<Alert>) {
+        while self.tail != NIL {
+            let idle = match self.slots.get(self.tail as usize) {
+                Some(Some(g)) => g.last_seen.saturating_add(self.cfg.horizon) <= now,
+                _ => break,
+            };
+            if !idle {
+                break;
+            }
+            self.remove_group(self.tail);
+            self.stats.expired += 1;
+        }
+        let window = self.cfg.window;
+        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
+    }
+
+    /// Finds or creates the group, moving it to the front of the recency list.
+    fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
+        if let Some(&i) = self.clients.get(&client).and_then(|c| c.domains.get(rd)) {
+            self.touch(i);
+            return i;
+        }
+        if self.live >= self.cfg.max_groups.max(1) && self.tail != NIL {
+            self.remove_group(self.tail);
+            self.stats.evictions += 1;
+        }
+        let g = Group {
+            client,
+            domain: rd.into(),
+            server: client,
+            prev: NIL,
+            next: NIL,
+            last_seen: ts,
+            last_query: 0,
+            saw_query: false,
+            w: Window { start: ts, last: ts, ..Window::default() },
+            long_start: ts,
+            long_queries: 0,
+            long_distinct: 0,
+            h_start: ts,
+            h_queries: 0,
+            info_bits: 0.0,
+            info_alerted: 0.0,
+            seen: Seen::Empty,
+            prev_name: Vec::new(),
+            example: String::new(),
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = Some(g);
+                }
+                i
+            }
+            None => {
+                self.slots.push(Some(g));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.clients.entry(client).or_default().domains.insert(rd.into(), i);
+        self.live += 1;
+        self.link_front(i);
+        i
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.head == i {
+            return;
+        }
+        self.unlink(i);
+        self.link_front(i);
+    }
+
+    fn links(&self, i: u32) -> (u32, u32) {
+        match self.slots.get(i as usize) {
+            Some(Some(g)) => (g.prev, g.next),
+            _ => (NIL, NIL),
+        }
+    }
+
+    fn set_links(&mut self, i: u32, prev: Option<u32>, next: Option<u32>) {
+        if let Some(Some(g)) = self.slots.get_mut(i as usize) {
+            if let Some(p) = prev {
+                g.prev = p;
+            }
+            if let Some(n) = next {
+                g.next = n;
+            }
+        }
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (p, n) = self.links(i);
+        if p != NIL {
+            self.set_links(p, None, Some(n));
+        } else {
+            self.head = n;
+        }
+        if n != NIL {
+            self.set_links(n, Some(p), None);
+        } else {
+            self.tail = p;
+        }
+        self.set_links(i, Some(NIL), Some(NIL));
+    }
+
+    fn link_front(&mut self, i: u32) {
+        let old = self.head;
+        self.set_links(i, Some(NIL), Some(old));
+        if old != NIL {
+            self.set_links(old, Some(i), None);
+        }
+        self.head = i;
+        if self.tail == NIL {
+            self.tail = i;
+        }
+    }
+
+    fn remove_group(&mut self, i: u32) {
+        self.unlink(i);
+        let Some(g) = self.slots.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
+        if let Some(c) = self.clients.get_mut(&g.client) {
+            c.domains.remove(&g.domain);
+            if c.domains.is_empty() {
+                self.clients.remove(&g.client);
+            }
+        }
+        self.free.push(i);
+        self.live -= 1;
+    }
+
+    fn count_client_query(&mut self, ev: &DnsEvent, prev_query: Nanos, out: &mut Vec<Alert>) {
+        let cfg = &self.cfg;
+        let Some(c) = self.clients.get_mut(&ev.client) else {
+            return;
+        };
+        if ev.ts >= c.w_start.saturating_add(cfg.window) || c.queries == 0 {
+            c.w_start = ev.ts;
+            c.queries = 0;
+            c.distinct_domains = 0;
+            c.alerted = false;
+        }
+        c.queries += 1;
+        c.server = Some(ev.server);
+        // First query to this registered domain in the client's window.
+        if prev_query == 0 || prev_query < c.w_start {
+            c.distinct_domains += 1;
+        }
+        if !c.alerted && c.queries >= cfg.burst_queries && c.distinct_domains >= cfg.burst_domains {
+            c.alerted = true;
+            let mut doc = alert_base(
+                ev.ts,
+                "dns_query_burst",
+                47,
+                ("T1071", "Application Layer Protocol"),
+                ("T1071.004", "DNS"),
+            );
+            doc.insert("source.ip".into(), json!(ev.client.to_string()));
+            doc.insert("destination.ip".into(), json!(ev.server.to_string()));
+            doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(c.w_start)));
+            doc.insert(
+                "portent.window.end".into(),
+                json!(crate::time::rfc3339(c.w_start.saturating_add(cfg.window))),
+            );
+            doc.insert("portent.burst.queries".into(), json!(c.queries));
+            doc.insert("portent.burst.queries_threshold".into(), json!(cfg.burst_queries));
+            doc.insert("portent.burst.registered_domains".into(), json!(c.distinct_domains));
+            doc.insert("portent.burst.registered_domains_threshold".into(), json!(cfg.burst_domains));
+            doc.insert(
+                "event.reason".into(),
+                json!(format!(
+                    "{} sent {} DNS queries across {} registered domains within {} s \
+                     (thresholds: {} queries, {} domains)",
+                    ev.client,
+                    c.queries,
+                    c.distinct_domains,
+                    cfg.window / NANOS_PER_SEC,
+                    cfg.burst_queries,
+                    cfg.burst_domains
+                )),
+            );
+            out.push(Alert { ts: ev.ts, rule: "dns_query_burst", client: ev.client, doc });
+            self.stats.alerts_burst += 1;
+        }
+    }
+
+    fn check_reputation(&mut self, ev: &DnsEvent, raw: &str, lower: &str, out: &mut Vec<Alert>) {
+        let Some(feed) = self.cfg.reputation.clone() else {
+            return;
+        };
+        let Some(listed) = feed.matching(lower) else {
+            return;
+        };
+        let key = (ev.client, Box::<str>::from(listed));
+        if let Some(&t) = self.reputation_seen.get(&key) {
+            if ev.ts < t.saturating_add(self.cfg.window) {
+                return;
+            }
+        }
+        if self.reputation_seen.len() >= self.cfg.max_reputation_pairs.max(1)
+            && !self.reputation_seen.contains_key(&key)
+        {
+            let window = self.cfg.window;
+            let before = self.reputation_seen.len();
+            self.reputation_seen.retain(|_, t| t.saturating_add(window) > ev.ts);
+            if self.reputation_seen.len() >= self.cfg.max_reputation_pairs.max(1) {
+                self.reputation_seen.clear();
+            }
+            self.stats.reputation_evictions += (before - self.reputation_seen.len()) as u64;
+        }
+        self.reputation_seen.insert(key, ev.ts);
+        let rd = registered_domain(lower, &self.suffixes);
+        let mut doc = alert_base(
+            ev.ts,
+            "dns_reputation",
+            73,
+            ("T1071", "Application Layer Protocol"),
+            ("T1071.004", "DNS"),
+        );
+        doc.insert("source.ip".into(), json!(ev.client.to_string()));
+        doc.insert("destination.ip".into(), json!(ev.server.to_string()));
+        doc.insert("dns.question.name".into(), json!(raw));
+        doc.insert("dns.question.registered_domain".into(), json!(rd));
+        doc.insert("portent.reputation.listed_domain".into(), json!(listed));
+        doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(ev.ts)));
+        doc.insert(
+            "portent.window.end".into(),
+            json!(crate::time::rfc3339(ev.ts.saturating_add(self.cfg.window))),
+        );
+        doc.insert(
+            "event.reason".into(),
+            json!(format!(
+                "{} looked up {raw}, under {listed} which the domain reputation feed lists",
+                ev.client
+            )),
+        );
+        out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
+        self.stats.alerts_reputation += 1;
+    }
+}
+
+fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &NameFeatures, qtype: u16) {
+    let w = &mut g.w;
+    w.queries += 1;
+    g.h_queries += 1;
+    // Wire size of the name: one length byte per label plus the root byte.
+    w.bytes_up += raw.len() as u64 + 2;
+    w.sub_len_sum += f.sub_len as u64;
+    w.max_sub = w.max_sub.max(f.sub_len);
+    w.max_label = w.max_label.max(f.max_label);
+    if f.sub_len > 0 {
+        w.entropy_sum += f.entropy as f64;
+        w.entropy_n += 1;
+    }
+    if let Some(a) = f.alphabet {
+        if let Some(c) = w.encoded.get_mut(a as usize) {
+            *c += 1;
+        }
+    }
+    if let Some(c) = type_slot(qtype).and_then(|s| w.types.get_mut(s)) {
+        *c += 1;
+    }
+    if raw.len() > g.example.len() || g.example.is_empty() {
+        g.example.clear();
+        g.example.push_str(raw);
+    }
+    if f.sub_len as usize >= cfg.single_query_len as usize
+        && f.alphabet.is_some()
+        && f.entropy as f64 >= cfg.single_query_entropy
+    {
+        w.single_query = true;
+    }
+    let long = f.sub_len >= cfg.subdomain_len;
+    if long {
+        g.long_queries += 1;
+    }
+    if sub.is_empty() || !g.seen.insert(f.fingerprint) {
+        return;
+    }
+    w.distinct += 1;
+    if long {
+        g.long_distinct += 1;
+    }
+    let mut dec = [0u8; PREV_CAP];
+    let n = features::decode_into(sub, &mut dec);
+    let dec = dec.get(..n).unwrap_or(&[]);
+    g.info_bits += features::info_bits(dec, &g.prev_name, f.entropy) as f64;
+    g.prev_name.clear();
+    g.prev_name.extend_from_slice(dec);
+}
+
+fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
+    let w = &g.w;
+    let q = w.queries.max(1) as f64;
+    let encoded: u32 = w.encoded.iter().sum();
+    let unusual: u32 = w.types.iter().sum();
+    let nx =
+        if w.responses >= cfg.nxdomain_min_responses { w.nxdomain as f64 / w.responses as f64 } else { 0.0 };
+    let entropy = if w.entropy_n > 0 { w.entropy_sum / w.entropy_n as f64 } else { 0.0 };
+    let f = |name, value: f64, threshold: f64, kind| Feature { name, value, threshold, kind };
+    let long_ratio = (g.long_queries as f64 / cfg.long_name_queries.max(1) as f64)
+        .min(g.long_distinct as f64 / cfg.long_name_distinct.max(1) as f64);
+    [
+        f("max_subdomain_len", w.max_sub as f64, cfg.subdomain_len as f64, Kind::Shape),
+        f("max_label_len", w.max_label as f64, cfg.label_len as f64, Kind::Shape),
+        f("entropy", entropy, cfg.entropy, Kind::Shape),
+        f("encoded_share", encoded as f64 / q, cfg.encoded_share, Kind::Shape),
+        f("unusual_type_share", unusual as f64 / q, cfg.unusual_type_share, Kind::Shape),
+        f("nxdomain_share", nx, cfg.nxdomain_share, Kind::Shape),
+        f("queries", w.queries as f64, cfg.queries as f64, Kind::Volume),
+        f("distinct_subdomains", w.distinct as f64, cfg.distinct_subdomains as f64, Kind::Volume),
+        f("bytes_up", w.bytes_up as f64, cfg.bytes_up as f64, Kind::Volume),
+        f("bytes_down", w.bytes_down as f64, cfg.bytes_down as f64, Kind::Volume),
+        f("long_names", long_ratio, 1.0, Kind::Standalone),
+        f("txt_null_answers", w.txt_null_answers as f64, cfg.txt_null_answers as f64 + 1.0, Kind::Standalone),
+        f("info_bytes_horizon", g.info_bits / 8.0, cfg.info_bytes as f64, Kind::Standalone),
+        f("single_query", if w.single_query { 1.0 } else { 0.0 }, 1.0, Kind::Standalone),
+        f("mean_subdomain_len", w.sub_len_sum as f64 / q, 0.0, Kind::Info),
+    ]
+}
+
+/// `S × V + threshold × R` (see the module docs), and whether the horizon rule counted.
+/// The horizon rule counts again only after another `info_bytes` since the last alert it
+/// was part of.
+fn score(fs: &[Feature; N_FEATURES], cfg: &TunnelConfig, g: &Group) -> (f64, bool) {
+    let (mut s, mut v, mut r, mut info) = (0.0, 0.0, 0.0, false);
+    for f in fs {
+        match f.kind {
+            Kind::Shape => s += f.ratio(),
+            Kind::Volume => v += f.ratio(),
+            Kind::Standalone if f.name == "info_bytes_horizon" => {
+                if f.crossed() && f.value >= g.info_alerted + cfg.info_bytes as f64 {
+                    r += f.ratio();
+                    info = true;
+                }
+            }
+            Kind::Standalone => r += f.ratio(),
+            Kind::Info => {}
+        }
+    }
+    (s * v + cfg.threshold * r, info)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cfg: &TunnelConfig) -> Alert {
+    let severity = if score >= 2.0 * cfg.threshold { 73 } else { 47 };
+    let mut doc = alert_base(
+        ts,
+        "dns_tunneling",
+        severity,
+        ("T1071", "Application Layer Protocol"),
+        ("T1071.004", "DNS"),
+    );
+    let w = &g.w;
+    doc.insert("source.ip".into(), json!(g.client.to_string()));
+    doc.insert("destination.ip".into(), json!(g.server.to_string()));
+    doc.insert("dns.question.registered_domain".into(), json!(&*g.domain));
+    doc.insert("dns.question.name".into(), json!(g.example));
+    doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(w.start)));
+    doc.insert("portent.window.end".into(), json!(crate::time::rfc3339(w.last)));
+    doc.insert("portent.tunnel.score".into(), json!(round2(score)));
+    doc.insert("portent.tunnel.threshold".into(), json!(cfg.threshold));
+    doc.insert("portent.tunnel.queries".into(), json!(w.queries));
+    doc.insert("portent.tunnel.responses".into(), json!(w.responses));
+    let secs = (w.last.saturating_sub(w.start) as f64 / NANOS_PER_SEC as f64).max(1.0);
+    doc.insert("portent.tunnel.query_rate_per_min".into(), json!(round2(w.queries as f64 * 60.0 / secs)));
+    let (best, best_n) = (1..5usize)
+        .filter_map(|i| w.encoded.get(i).map(|&n| (i, n)))
+        .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+        .unwrap_or((0, 0));
+    let alphabet = match best {
+        1 => Alphabet::Hex,
+        2 => Alphabet::Base32,
+        3 => Alphabet::Base64,
+        4 => Alphabet::Binary,
+        _ => Alphabet::Plain,
+    };
+    doc.insert(
+        "portent.tunnel.encoded_alphabet".into(),
+        json!(if best_n > 0 { alphabet.name() } else { "none" }),
+    );
+    for (name, n) in TYPE_NAMES.iter().zip(w.types) {
+        doc.insert(format!("portent.tunnel.type_{name}"), json!(n));
+    }
+    doc.insert("portent.tunnel.txt_null_answers".into(), json!(w.txt_null_answers));
+    doc.insert("portent.tunnel.long_name_queries".into(), json!(g.long_queries));
+    doc.insert("portent.tunnel.long_name_distinct".into(), json!(g.long_distinct));
+    doc.insert("portent.tunnel.long_name_queries_threshold".into(), json!(cfg.long_name_queries));
+    doc.insert("portent.tunnel.long_name_distinct_threshold".into(), json!(cfg.long_name_distinct));
+    doc.insert("portent.tunnel.horizon_queries".into(), json!(g.h_queries));
+    doc.insert("portent.tunnel.horizon_start".into(), json!(crate::time::rfc3339(g.h_start)));
+    let mut crossed = Vec::new();
+    let mut reasons = Vec::new();
+    for f in fs {
+        let key = f.name;
+        let value = if f.value.fract() == 0.0 { json!(f.value as u64) } else { json!(round2(f.value)) };
+        doc.insert(format!("portent.tunnel.{key}"), value);
+        if f.kind != Kind::Info {
+            doc.insert(format!("portent.tunnel.{key}_threshold"), json!(round2(f.threshold)));
+        }
+        if f.crossed() {
+            crossed.push(Value::String(f.name.into()));
+            reasons.push(format!("{} {} ≥ {}", f.name, round2(f.value), round2(f.threshold)));
+        }
+    }
+    doc.insert("portent.tunnel.crossed".into(), Value::Array(crossed));
+    doc.insert(
+        "event.reason".into(),
+        json!(format!(
+            "{} sent {} queries ({} new names, longest subdomain {} bytes, mean entropy {:.2}, \
+             {:.0}% {}-encoded) under {} in {:.0} s, about {:.0} bytes of information this \
+             horizon; score {:.2} ≥ {} from: {}",
+            g.client,
+            w.queries,
+            w.distinct,
+            w.max_sub,
+            if w.entropy_n > 0 { w.entropy_sum / w.entropy_n as f64 } else { 0.0 },
+            100.0 * w.encoded.iter().sum::<u32>() as f64 / w.queries.max(1) as f64,
+            if best_n > 0 { alphabet.name() } else { "none" },
+            g.domain,
+            secs,
+            g.info_bits / 8.0,
+            score,
+            cfg.threshold,
+            reasons.join(", ")
+        )),
+    );
+    Alert { ts, rule: "dns_tunneling", client: g.client, doc }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,438 @@
+use super::*;
+use crate::dns::{DnsMessage, Question, RData, Record};
+
+const SEC: Nanos = NANOS_PER_SEC;
+const T0: Nanos = 1_700_000_000 * SEC;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn query(name: &str, qtype: u16) -> DnsMessage {
+    DnsMessage { questions: vec![Question { name: name.into(), qtype, qclass: 1 }], ..DnsMessage::default() }
+}
+
+fn response(name: &str, qtype: u16, rcode: u16, answers: &[(u16, u16)]) -> DnsMessage {
+    let mut m = query(name, qtype);
+    m.response = true;
+    m.rcode = rcode;
+    for &(rtype, rdlen) in answers {
+        m.answers.push(Record { name: name.into(), rtype, class: 1, ttl: 60, rdlen, data: RData::Other });
+        m.answer_rdata_bytes += rdlen as u32;
+    }
+    m
+}
+
+/// Feeds one message; the client is the querier either way.
+fn feed(det: &mut TunnelDetector, ts: Nanos, client: &str, msg: &DnsMessage, out: &mut Vec<Alert>) {
+    let ev = DnsEvent { ts, client: ip(client), server: ip("192.0.2.53"), msg, wire_len: 100 };
+    det.on_dns(&ev, out);
+}
+
+/// Deterministic xorshift for made-up payloads.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn text(&mut self, alphabet: &[u8], n: usize) -> String {
+        (0..n).map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char).collect()
+    }
+}
+
+const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+const HEX: &[u8] = b"0123456789abcdef";
+
+fn det() -> TunnelDetector {
+    TunnelDetector::new(TunnelConfig::default()).unwrap()
+}
+
+fn by_rule<'a>(alerts: &'a [Alert], rule: &str) -> Vec<&'a Alert> {
+    alerts.iter().filter(|a| a.rule == rule).collect()
+}
+
+#[test]
+fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
+    let mut d = det();
+    let mut out = Vec::new();
+    let mut r = Rng(7);
+    // 120 TXT queries in 60 s, 2 × 30 hex characters under c2.example.net, answered.
+    for i in 0..120u64 {
+        let name = format!("{}.{}.c2.example.net", r.text(HEX, 30), r.text(HEX, 30));
+        let ts = T0 + i * SEC / 2;
+        feed(&mut d, ts, "10.0.0.5", &query(&name, rtype::TXT), &mut out);
+        feed(&mut d, ts + 1000, "10.0.0.5", &response(&name, rtype::TXT, 0, &[(rtype::TXT, 120)]), &mut out);
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 1, "one alert per group per window");
+    let doc = &t[0].doc;
+    assert_eq!(doc["dns.question.registered_domain"], "example.net");
+    assert_eq!(doc["source.ip"], "10.0.0.5");
+    assert_eq!(doc["destination.ip"], "192.0.2.53");
+    assert_eq!(doc["threat.technique.subtechnique.id"], "T1071.004");
+    assert_eq!(doc["portent.tunnel.max_subdomain_len"], 64);
+    assert_eq!(doc["portent.tunnel.max_label_len"], 30);
+    assert_eq!(doc["portent.tunnel.encoded_alphabet"], "hex");
+    assert_eq!(doc["portent.tunnel.encoded_share"], 1);
+    assert_eq!(doc["portent.tunnel.threshold"], 4.0);
+    let crossed: Vec<&str> =
+        doc["portent.tunnel.crossed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for f in ["max_subdomain_len", "entropy", "encoded_share", "unusual_type_share", "distinct_subdomains"] {
+        assert!(crossed.contains(&f), "{f} not in {crossed:?}");
+    }
+    for k in [
+        "queries",
+        "responses",
+        "query_rate_per_min",
+        "distinct_subdomains",
+        "mean_subdomain_len",
+        "entropy",
+        "type_txt",
+        "type_null",
+        "type_cname",
+        "type_mx",
+        "type_any",
+        "type_srv",
+        "type_private",
+        "nxdomain_share",
+        "bytes_up",
+        "bytes_down",
+        "info_bytes_horizon",
+    ] {
+        assert!(doc.contains_key(&format!("portent.tunnel.{k}")), "{k}");
+    }
+    let reason = doc["event.reason"].as_str().unwrap();
+    assert!(reason.contains("example.net") && reason.contains("encoded_share"), "{reason}");
+    // The next window re-alerts with its own counts.
+    for i in 0..60u64 {
+        let name = format!("{}.{}.c2.example.net", r.text(HEX, 30), r.text(HEX, 30));
+        feed(&mut d, T0 + 61 * SEC + i * SEC / 2, "10.0.0.5", &query(&name, rtype::TXT), &mut out);
+    }
+    assert_eq!(by_rule(&out, "dns_tunneling").len(), 2);
+    assert_eq!(d.stats().alerts_tunneling, 2);
+}
+
+#[test]
+fn many_plain_names_are_not_a_tunnel() {
+    // suri_datasets-06-state-long.pcap in miniature: test0..test1199.example.com in a second.
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..1200u64 {
+        feed(&mut d, T0 + i * 800_000, "5.6.7.8", &query(&format!("test{i}.example.com"), 1), &mut out);
+    }
+    assert!(out.is_empty(), "{:?}", out.first().map(|a| &a.doc["event.reason"]));
+}
+
+#[test]
+fn slow_base32_tunnel_is_caught_by_the_horizon_only() {
+    let mut d = det();
+    let mut out = Vec::new();
+    let mut r = Rng(11);
+    let mut first_alert = None;
+    // 3 queries a minute for an hour, 48 base32 characters each (30 bytes of payload).
+    for i in 0..180u64 {
+        let name = format!("{}.{}.exfil.example.org", r.text(B32, 24), r.text(B32, 24));
+        let ts = T0 + i * 20 * SEC;
+        feed(&mut d, ts, "10.1.1.1", &query(&name, 1), &mut out);
+        if first_alert.is_none() && !out.is_empty() {
+            first_alert = Some(i);
+        }
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert!(!t.is_empty(), "slow tunnel not caught");
+    let crossed = t[0].doc["portent.tunnel.crossed"].as_array().unwrap();
+    assert!(crossed.contains(&json!("info_bytes_horizon")), "{crossed:?}");
+    // Window rules stay quiet: none of the volume features or the long-name rule crossed.
+    for f in ["queries", "distinct_subdomains", "bytes_up", "long_names", "single_query"] {
+        assert!(!crossed.contains(&json!(f)), "{f} crossed: {crossed:?}");
+    }
+    assert!(t[0].doc["portent.tunnel.info_bytes_horizon"].as_f64().unwrap() >= 4096.0);
+    // Not a flood: re-alerts only after another 4 kB.
+    assert!(t.len() <= 2, "{} alerts", t.len());
+    assert!(first_alert.unwrap() > 100, "caught after {first_alert:?} queries");
+}
+
+#[test]
+fn elastic_long_name_rule_over_five_minutes() {
+    // 30 queries, 30 distinct 52-byte low-entropy names, spread over 4 minutes: too slow for
+    // the window, too little information for the horizon, but Elastic's rule fires.
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..30u64 {
+        let name = format!("{}{:02}.long.example.com", "abcdefghij".repeat(5), i);
+        feed(&mut d, T0 + i * 8 * SEC, "10.2.2.2", &query(&name, 1), &mut out);
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 1);
+    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("long_names")));
+}
+
+#[test]
+fn sigma_txt_answers_alone() {
+    // 60 TXT answers in a minute for one plain name (a chatty TXT client).
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..60u64 {
+        feed(&mut d, T0 + i * SEC, "10.3.3.3", &query("cfg.example.com", rtype::TXT), &mut out);
+        feed(
+            &mut d,
+            T0 + i * SEC + 1,
+            "10.3.3.3",
+            &response("cfg.example.com", rtype::TXT, 0, &[(rtype::TXT, 20)]),
+            &mut out,
+        );
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].doc["portent.tunnel.txt_null_answers"], 51);
+}
+
+#[test]
+fn one_long_encoded_query_is_enough_but_one_long_name_is_not() {
+    let mut d = det();
+    let mut out = Vec::new();
+    let mut r = Rng(3);
+    let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let name = format!("{}.{}.test.txt", r.text(b64, 50), r.text(b64, 20));
+    feed(&mut d, T0, "10.4.4.4", &query(&name, 1), &mut out);
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 1);
+    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("single_query")));
+    // A long descriptive host name: long but neither encoded nor entropic.
+    let mut out = Vec::new();
+    let name = "this-is-a-very-long-but-perfectly-ordinary-host-name-for-the-intranet.corp.example.com";
+    feed(&mut d, T0, "10.4.4.5", &query(name, 1), &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn responses_only_capture_counts_the_question() {
+    let mut d = det();
+    let mut out = Vec::new();
+    let mut r = Rng(5);
+    for i in 0..100u64 {
+        let name = format!("{}.{}.t.example.net", r.text(HEX, 30), r.text(HEX, 30));
+        feed(&mut d, T0 + i * SEC / 4, "10.5.5.5", &response(&name, rtype::TXT, 0, &[]), &mut out);
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 1);
+    assert!(t[0].doc["portent.tunnel.queries"].as_u64().unwrap() >= 15);
+    assert_eq!(t[0].doc["portent.tunnel.queries"], t[0].doc["portent.tunnel.responses"]);
+}
+
+#[test]
+fn two_sided_traffic_counts_each_query_once() {
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..10u64 {
+        let name = format!("h{i}.example.com");
+        feed(&mut d, T0 + i, "10.6.6.6", &query(&name, 1), &mut out);
+        feed(&mut d, T0 + i, "10.6.6.6", &response(&name, 1, 3, &[]), &mut out);
+    }
+    let i = d.clients[&ip("10.6.6.6")].domains["example.com"];
+    let g = d.slots[i as usize].as_ref().unwrap();
+    assert_eq!((g.w.queries, g.w.responses, g.w.nxdomain, g.w.distinct), (10, 10, 10, 10));
+}
+
+#[test]
+fn allowlists_silence_tunnel_shaped_traffic() {
+    let mut cfg = TunnelConfig {
+        client_allowlist: CidrSet::parse_list(&["10.9.0.0/16"]).unwrap(),
+        domain_allowlist: vec!["corp-av.example".into()],
+        ..TunnelConfig::default()
+    };
+    let mut d = TunnelDetector::new(cfg.clone()).unwrap();
+    let mut out = Vec::new();
+    let mut r = Rng(9);
+    for i in 0..100u64 {
+        let hex = format!("{}.{}", r.text(HEX, 32), r.text(HEX, 32));
+        let ts = T0 + i * SEC / 4;
+        feed(&mut d, ts, "10.9.1.1", &query(&format!("{hex}.evil.example.net"), 16), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}.zen.spamhaus.org"), 1), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}.lookup.corp-av.example"), 16), &mut out);
+        feed(&mut d, ts, "10.7.7.7", &query(&format!("{hex}._domainkey.example.com"), 16), &mut out);
+    }
+    assert!(out.is_empty());
+    let s = d.stats();
+    assert_eq!((s.allowlisted_client, s.allowlisted_domain, s.groups), (100, 300, 0));
+    // Without the default list the DNSBL look-ups do alert.
+    cfg.use_default_allowlist = false;
+    let mut d = TunnelDetector::new(cfg).unwrap();
+    for i in 0..100u64 {
+        let hex = format!("{}.{}", r.text(HEX, 32), r.text(HEX, 32));
+        feed(&mut d, T0 + i * SEC / 4, "10.7.7.7", &query(&format!("{hex}.zen.spamhaus.org"), 1), &mut out);
+    }
+    assert_eq!(by_rule(&out, "dns_tunneling").len(), 1);
+}
+
+#[test]
+fn reputation_feed_alerts_once_per_pair_per_window() {
+    let feed_set = Arc::new(DomainSet::parse("drivres-update.info\n"));
+    let cfg = TunnelConfig {
+        reputation: Some(feed_set),
+        client_allowlist: CidrSet::parse_list(&["10.8.8.8"]).unwrap(),
+        ..TunnelConfig::default()
+    };
+    let mut d = TunnelDetector::new(cfg).unwrap();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.8.8.8", &query("Drivres-Update.info", 1), &mut out);
+    feed(&mut d, T0 + SEC, "10.8.8.8", &response("drivres-update.info", 1, 0, &[(1, 4)]), &mut out);
+    feed(&mut d, T0 + 2 * SEC, "10.8.8.8", &query("www.drivres-update.info", 1), &mut out);
+    feed(&mut d, T0 + 2 * SEC, "10.8.8.9", &query("www.drivres-update.info", 1), &mut out);
+    feed(&mut d, T0 + 3 * SEC, "10.8.8.9", &query("update.info", 1), &mut out);
+    let r = by_rule(&out, "dns_reputation");
+    assert_eq!(r.len(), 2, "one per (client, listed domain) per window");
+    assert_eq!(r[0].doc["portent.reputation.listed_domain"], "drivres-update.info");
+    assert_eq!(r[0].doc["dns.question.name"], "Drivres-Update.info");
+    assert_eq!(r[1].doc["source.ip"], "10.8.8.9");
+    // A window later it alerts again.
+    feed(&mut d, T0 + 61 * SEC, "10.8.8.8", &query("drivres-update.info", 1), &mut out);
+    assert_eq!(by_rule(&out, "dns_reputation").len(), 3);
+    assert_eq!(d.stats().alerts_reputation, 3);
+}
+
+#[test]
+fn query_burst_across_many_domains() {
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..700u64 {
+        feed(
+            &mut d,
+            T0 + i * 50_000_000,
+            "10.10.10.10",
+            &query(&format!("www.site{}.com", i % 350), 1),
+            &mut out,
+        );
+    }
+    let b = by_rule(&out, "dns_query_burst");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].doc["portent.burst.registered_domains"], 350);
+    assert_eq!(b[0].doc["portent.burst.queries"], 600);
+    assert!(by_rule(&out, "dns_tunneling").is_empty());
+}
+
+#[test]
+fn psl_file_from_config() {
+    let dir = std::env::temp_dir().join(format!("portent-psl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("psl.dat");
+    std::fs::write(&p, "// test list\ncom\nexample.com\n").unwrap();
+    let cfg = TunnelConfig { psl_file: Some(p.clone()), ..TunnelConfig::default() };
+    let mut d = TunnelDetector::new(cfg).unwrap();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.0.0.1", &query("a.b.example.com", 1), &mut out);
+    // example.com is a public suffix in this list, so the group is b.example.com.
+    assert!(d.clients[&ip("10.0.0.1")].domains.contains_key("b.example.com"));
+    let bad = TunnelConfig { psl_file: Some(dir.join("missing.dat")), ..TunnelConfig::default() };
+    assert!(TunnelDetector::new(bad).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn million_domain_flood_stays_bounded() {
+    // One client, a million distinct registered domains. The cap is small so that the
+    // test runs quickly in debug builds; every message still creates a group and evicts.
+    let cfg = TunnelConfig { max_groups: 1024, ..TunnelConfig::default() };
+    let mut d = TunnelDetector::new(cfg).unwrap();
+    let mut out = Vec::new();
+    let mut msg = query("", 1);
+    let mut name = String::new();
+    for i in 0..1_000_000u64 {
+        name.clear();
+        use std::fmt::Write;
+        let _ = write!(name, "www.d{i:x}.com");
+        msg.questions[0].name.clone_from(&name);
+        let ev = DnsEvent {
+            ts: T0 + i * 1000,
+            client: ip("10.11.0.1"),
+            server: ip("192.0.2.53"),
+            msg: &msg,
+            wire_len: 40,
+        };
+        d.on_dns(&ev, &mut out);
+    }
+    let s = d.stats();
+    assert_eq!(s.groups, 1024);
+    assert_eq!(s.clients, 1);
+    assert_eq!(s.evictions, 1_000_000 - 1024);
+    assert!(d.slots.len() <= 1024 && d.clients[&ip("10.11.0.1")].domains.len() == 1024);
+    // Recency order survived: the newest group is at the head, the oldest kept at the tail.
+    let head = d.slots[d.head as usize].as_ref().unwrap();
+    assert_eq!(&*head.domain, "d".to_string() + &format!("{:x}.com", 999_999u64));
+    let tail = d.slots[d.tail as usize].as_ref().unwrap();
+    assert_eq!(&*tail.domain, format!("d{:x}.com", 1_000_000u64 - 1024));
+    // The burst rule saw it (once per window: all within one second).
+    assert_eq!(by_rule(&out, "dns_query_burst").len(), 1);
+}
+
+#[test]
+fn expire_drops_idle_groups_and_clients() {
+    let mut d = det();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.0.0.1", &query("a.example.com", 1), &mut out);
+    feed(&mut d, T0 + 3600 * SEC, "10.0.0.2", &query("b.example.org", 1), &mut out);
+    d.expire(T0 + 24 * 3600 * SEC, &mut out);
+    let s = d.stats();
+    assert_eq!((s.groups, s.clients, s.expired), (1, 1, 1));
+    assert!(d.clients.contains_key(&ip("10.0.0.2")));
+    // Re-use of the freed slot keeps the list consistent.
+    feed(&mut d, T0 + 25 * 3600 * SEC, "10.0.0.3", &query("c.example.net", 1), &mut out);
+    assert_eq!(d.stats().groups, 2);
+    d.expire(T0 + 60 * 3600 * SEC, &mut out);
+    assert_eq!((d.stats().groups, d.head, d.tail), (0, NIL, NIL));
+}
+
+#[test]
+fn junk_names_do_not_panic() {
+    let mut d = det();
+    let mut out = Vec::new();
+    for name in ["", ".", "..", "\\", "a\\", "\\999.x", "x.\\255\\255", &"a.".repeat(600), "é.ü.中国"] {
+        feed(&mut d, T0, "10.0.0.1", &query(name, 1), &mut out);
+        feed(&mut d, T0, "10.0.0.1", &response(name, 65534, 3, &[(10, 65535)]), &mut out);
+    }
+    let empty = DnsMessage::default();
+    feed(&mut d, T0, "10.0.0.1", &empty, &mut out);
+    assert!(d.stats().skipped >= 3);
+}
+
+/// Per-message cost. Run: `cargo test --release --lib tunnel::tests::bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_ns_per_message() {
+    let mut r = Rng(1);
+    let mut msgs = Vec::new();
+    for i in 0..20_000u64 {
+        let name = match i % 4 {
+            0 => format!("www.site{}.com", i % 500),
+            1 => format!("{}.{}.t.example.net", r.text(HEX, 30), r.text(HEX, 30)),
+            2 => format!("img{}.cdn.example.co.uk", i % 50),
+            _ => format!("api.service{}.io", i % 100),
+        };
+        msgs.push(query(&name, if i % 4 == 1 { rtype::TXT } else { 1 }));
+        msgs.push(response(&name, 1, 0, &[(1, 4)]));
+    }
+    let mut d = det();
+    let mut out = Vec::new();
+    let clients: Vec<IpAddr> = (0..64).map(|i| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, i))).collect();
+    let start = std::time::Instant::now();
+    let rounds = 10u64;
+    for round in 0..rounds {
+        for (i, m) in msgs.iter().enumerate() {
+            let ev = DnsEvent {
+                ts: T0 + round * 3600 * SEC + i as u64 * 1000,
+                client: clients[(i / 2) % clients.len()],
+                server: ip("192.0.2.53"),
+                msg: m,
+                wire_len: 100,
+            };
+            d.on_dns(&ev, &mut out);
+        }
+        out.clear();
+    }
+    let n = rounds * msgs.len() as u64;
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("{n} messages, {ns:.0} ns/message, stats {:?}", d.stats());
+}
