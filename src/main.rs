@@ -41,6 +41,29 @@ enum Cmd {
         after_help = "Examples:\n  portent replay captures/dns-calc.pcap\n  portent replay --dns-log dns.ndjson -a alerts.ndjson day1-*.pcap\n  tcpdump -w - -i eth0 port 53 | portent replay -"
     )]
     Replay(ReplayArgs),
+    /// Read Zeek dns.log/conn.log and Suricata eve.json through the same detectors.
+    #[command(
+        after_help = "Zeek logs in TSV or JSON form, plain or gzip (by content). Several files of each kind are\nmerged in time order.\n\nExamples:\n  portent ingest --zeek-dns dns.log --zeek-conn conn.log\n  portent ingest --eve eve.json --eve eve.json.1.gz"
+    )]
+    Ingest(IngestArgs),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// A Zeek dns.log (TSV or JSON, plain or gzip). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    zeek_dns: Vec<PathBuf>,
+
+    /// A Zeek conn.log: connections whose history starts with S are SYNs. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    zeek_conn: Vec<PathBuf>,
+
+    /// A Suricata eve.json (dns v1/v2 events, flow/netflow records). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    eve: Vec<PathBuf>,
+
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -124,6 +147,7 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Replay(a) => replay(a),
+        Cmd::Ingest(a) => ingest(a),
     }
 }
 
@@ -240,6 +264,74 @@ fn replay(a: ReplayArgs) -> ExitCode {
         code = 3;
     }
     if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
+fn ingest(a: IngestArgs) -> ExitCode {
+    use portent::ingest::{self, Input, Kind};
+    let mut inputs = Vec::new();
+    for (kind, files) in [(Kind::ZeekDns, &a.zeek_dns), (Kind::ZeekConn, &a.zeek_conn), (Kind::Eve, &a.eve)] {
+        inputs.extend(files.iter().map(|p| Input { path: p.clone(), kind }));
+    }
+    if inputs.is_empty() {
+        err("ingest: give at least one of --zeek-dns, --zeek-conn, --eve");
+        return ExitCode::from(2);
+    }
+    let mut cfg = match config(&a.common) {
+        Ok(c) => c,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    cfg.event_module = Some(ingest::event_module(&inputs).to_string());
+    // Every file is sniffed before anything runs: a wrong file is a usage error.
+    let sources = match ingest::open_all(&inputs) {
+        Ok(s) => s,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let outs = match outputs(&a.common) {
+        Ok(o) => o,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let report = match ingest::run(sources, &cfg, outs, Arc::new(Progress::default())) {
+        Ok(r) => r,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    if !a.common.quiet {
+        let mut text = summary::to_text(&report.run);
+        for f in &report.files {
+            text.push_str(&f.to_text());
+        }
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+    if let Some(p) = &a.common.summary_json {
+        let text = summary::to_json(&report.run).to_string() + "\n";
+        if let Err(e) = std::fs::write(p, text) {
+            err(format!("cannot write the summary to {}: {e}", p.display()));
+            return ExitCode::from(3);
+        }
+    }
+    let mut code = 0u8;
+    for (name, e) in &report.run.output_errors {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            continue;
+        }
+        err(format!("writing to {name} failed: {e}"));
+        code = 3;
+    }
+    if code == 0 && a.common.fail_on_alert && report.run.alert_lines > 0 {
         code = 1;
     }
     ExitCode::from(code)
