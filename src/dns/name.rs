@@ -48,10 +48,7 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), NameError>
         }
         Err(Overflow::Name(e)) => return Err(e),
     };
-    let s = text
-        .get(..len)
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .unwrap_or_default();
+    let s = text.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default();
     Ok((String::from(s), end))
 }
 
@@ -193,10 +190,7 @@ pub fn push_escaped(out: &mut String, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         // Copy the longest plain run in one go: most labels are entirely plain.
-        let plain = rest
-            .iter()
-            .position(|&c| needs_escape(c))
-            .unwrap_or(rest.len());
+        let plain = rest.iter().position(|&c| needs_escape(c)).unwrap_or(rest.len());
         let (run, tail) = rest.split_at(plain);
         if let Ok(s) = std::str::from_utf8(run) {
             out.push_str(s);
@@ -222,28 +216,15 @@ mod tests {
 
     fn check(msg: &[u8], start: usize, expect: Result<(&str, usize), NameError>) {
         let got = read_name(msg, start);
-        assert_eq!(
-            got.as_ref()
-                .map(|(s, end)| (s.as_str(), *end))
-                .map_err(|e| *e),
-            expect
-        );
+        assert_eq!(got.as_ref().map(|(s, end)| (s.as_str(), *end)).map_err(|e| *e), expect);
     }
 
     #[test]
     fn plain_root_and_escapes() {
-        check(
-            b"\x03www\x07example\x03com\x00",
-            0,
-            Ok(("www.example.com", 17)),
-        );
+        check(b"\x03www\x07example\x03com\x00", 0, Ok(("www.example.com", 17)));
         check(b"\x00", 0, Ok((".", 1)));
         // A dot, a backslash, a space and a high byte inside labels.
-        check(
-            b"\x03a.b\x02\\ \x01\xff\x00",
-            0,
-            Ok(("a\\046b.\\092\\032.\\255", 10)),
-        );
+        check(b"\x03a.b\x02\\ \x01\xff\x00", 0, Ok(("a\\046b.\\092\\032.\\255", 10)));
         // Case is kept.
         check(b"\x03WwW\x00", 0, Ok(("WwW", 5)));
     }

@@ -77,11 +77,7 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
         additional_count: counts.arcount(),
         ..DnsMessage::default()
     };
-    let mut w = Walk {
-        buf,
-        pos: HEADER_LEN,
-        anomalies: 0,
-    };
+    let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0 };
 
     let qd = usize::from(counts.qdcount());
     m.questions = Vec::with_capacity(qd.min(w.remaining() / 5));
@@ -95,11 +91,7 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
         w.pos = end;
         let qtype = w.u16().ok_or(ParseError::BadQuestion)?;
         let qclass = w.u16().ok_or(ParseError::BadQuestion)?;
-        m.questions.push(Question {
-            name,
-            qtype,
-            qclass,
-        });
+        m.questions.push(Question { name, qtype, qclass });
     }
 
     let an = usize::from(counts.ancount());
@@ -222,14 +214,7 @@ impl Walk<'_> {
                 RData::Other
             }
         };
-        Some(Record {
-            name,
-            rtype,
-            class,
-            ttl,
-            rdlen,
-            data,
-        })
+        Some(Record { name, rtype, class, ttl, rdlen, data })
     }
 
     /// RDATA of the answer types we keep; `None` if it does not parse as its type says.
@@ -238,16 +223,11 @@ impl Walk<'_> {
         Some(match t {
             rtype::A => RData::A(Ipv4Addr::from(<[u8; 4]>::try_from(rd).ok()?)),
             rtype::AAAA => RData::Aaaa(Ipv6Addr::from(<[u8; 16]>::try_from(rd).ok()?)),
-            rtype::CNAME | rtype::NS | rtype::PTR | rtype::DNAME => {
-                RData::Name(self.rdata_name(start, end)?)
-            }
+            rtype::CNAME | rtype::NS | rtype::PTR | rtype::DNAME => RData::Name(self.rdata_name(start, end)?),
             rtype::MX => {
                 let pref = rd.get(..2)?;
                 let preference = u16::from_be_bytes([pref[0], pref[1]]);
-                RData::Mx {
-                    preference,
-                    exchange: self.rdata_name(start + 2, end)?,
-                }
+                RData::Mx { preference, exchange: self.rdata_name(start + 2, end)? }
             }
             rtype::TXT => {
                 let mut strings = Vec::new();
@@ -393,20 +373,12 @@ pub(crate) mod tests {
             s += &format!(" | q {} {}", q.name, crate::dns::rtype_name(q.qtype));
         }
         for r in &m.answers {
-            s += &format!(
-                " | {} {} {} ",
-                r.name,
-                crate::dns::rtype_name(r.rtype),
-                r.ttl
-            );
+            s += &format!(" | {} {} {} ", r.name, crate::dns::rtype_name(r.rtype), r.ttl);
             s += &match &r.data {
                 RData::A(a) => a.to_string(),
                 RData::Aaaa(a) => a.to_string(),
                 RData::Name(n) => n.clone(),
-                RData::Mx {
-                    preference,
-                    exchange,
-                } => format!("{preference} {exchange}"),
+                RData::Mx { preference, exchange } => format!("{preference} {exchange}"),
                 RData::Txt(t) => format!("{t:?}"),
                 RData::Other => format!("other/{}", r.rdlen),
             };
@@ -435,12 +407,7 @@ pub(crate) mod tests {
         b.ptr(12).rr_tail(rtype::CNAME, 300, &wire("edge.cdn.net"));
         b.rr("edge.cdn.net", rtype::CNAME, 60, &wire("e1.cdn.net"));
         b.rr("e1.cdn.net", rtype::A, 20, &[192, 0, 2, 7]);
-        b.rr(
-            "e1.cdn.net",
-            rtype::AAAA,
-            20,
-            &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-        );
+        b.rr("e1.cdn.net", rtype::AAAA, 20, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         check(
             &b.done(),
             "id=4660 R op=0 rcode=0 rd ra | q www.Example.com A \
@@ -469,8 +436,7 @@ pub(crate) mod tests {
     fn txt_multi_string() {
         let mut b = B::new(2, QR_RD_RA, [1, 1, 0, 0]);
         b.q("t.example", rtype::TXT);
-        b.ptr(12)
-            .rr_tail(rtype::TXT, 5, b"\x05hello\x00\x06a b\\\xff\x01");
+        b.ptr(12).rr_tail(rtype::TXT, 5, b"\x05hello\x00\x06a b\\\xff\x01");
         check(
             &b.done(),
             "id=2 R op=0 rcode=0 rd ra | q t.example TXT \
@@ -483,10 +449,7 @@ pub(crate) mod tests {
     fn https_query_and_answer() {
         let mut b = B::new(3, 0x0100, [1, 0, 0, 0]);
         b.q("cloudflare.com", rtype::HTTPS);
-        check(
-            &b.done(),
-            "id=3 Q op=0 rcode=0 rd | q cloudflare.com HTTPS | ns=0 ar=0 rdbytes=0 anom=0x0",
-        );
+        check(&b.done(), "id=3 Q op=0 rcode=0 rd | q cloudflare.com HTTPS | ns=0 ar=0 rdbytes=0 anom=0x0");
         // priority 1, target ".", alpn=h3,h2, ipv4hint.
         let rd = b"\x00\x01\x00\x00\x01\x00\x06\x02h3\x02h2\x00\x04\x00\x04\x68\x10\x84\xe5";
         let mut b = B::new(3, QR_RD_RA, [1, 2, 0, 0]);
@@ -510,8 +473,7 @@ pub(crate) mod tests {
         rrsig.extend(wire("example.net"));
         rrsig.extend([0xAB; 64]);
         b.ptr(12).rr_tail(46, 60, &rrsig);
-        b.ptr(12)
-            .rr_tail(48, 60, &[1, 1, 3, 13, 0xCD, 0xCD, 0xCD, 0xCD]);
+        b.ptr(12).rr_tail(48, 60, &[1, 1, 3, 13, 0xCD, 0xCD, 0xCD, 0xCD]);
         b.ptr(12).rr_tail(rtype::NULL, 0, b"\x00\xff binary \x80");
         b.ptr(12).rr_tail(65534, 0, &[1, 2, 3]);
         // EDNS OPT with the DO bit in the additional section.
@@ -530,10 +492,7 @@ pub(crate) mod tests {
         // iodine's downstream query: a base128 label with high-bit octets under pirate.sea.
         let label: &[u8] = b"0iab\xe9\xc3\xbf\x80z";
         let mut b = B::new(5, 0x0100, [1, 0, 0, 0]);
-        b.labels(&[label])
-            .name("pirate.sea")
-            .u16(rtype::NULL)
-            .u16(1);
+        b.labels(&[label]).name("pirate.sea").u16(rtype::NULL).u16(1);
         check(
             &b.done(),
             "id=5 Q op=0 rcode=0 rd | q 0iab\\233\\195\\191\\128z.pirate.sea NULL \
@@ -546,11 +505,7 @@ pub(crate) mod tests {
         // BADCOOKIE = 23 = 0x17: header rcode 7, OPT extended rcode 1.
         let mut b = B::new(6, 0x8187, [1, 0, 0, 1]);
         b.q("example.com", rtype::A);
-        b.name("").rr_tail(
-            rtype::OPT,
-            0x0100_0000,
-            &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
-        );
+        b.name("").rr_tail(rtype::OPT, 0x0100_0000, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
         let m = parse_message(&b.done()).unwrap();
         assert_eq!(m.rcode, 23);
         assert_eq!(crate::dns::rcode_name(m.rcode), "BADCOOKIE");
@@ -569,8 +524,7 @@ pub(crate) mod tests {
         b.q("a.example", rtype::A);
         let rd_at = b.0.len() as u16 + 12;
         let owner2 = rd_at + 2;
-        b.ptr(12)
-            .rr_tail(rtype::NULL, 1, &(0xC000 | owner2).to_be_bytes());
+        b.ptr(12).rr_tail(rtype::NULL, 1, &(0xC000 | owner2).to_be_bytes());
         b.ptr(rd_at).rr_tail(rtype::A, 1, &[10, 0, 0, 1]);
         check(
             &b.done(),
@@ -596,8 +550,7 @@ pub(crate) mod tests {
         let mut b = B::new(9, QR_RD_RA, [1, 1, 0, 0]);
         b.q("a.example", rtype::CNAME);
         let rd_at = b.0.len() as u16 + 12;
-        b.ptr(12)
-            .rr_tail(rtype::CNAME, 1, &(0xC000 | rd_at).to_be_bytes());
+        b.ptr(12).rr_tail(rtype::CNAME, 1, &(0xC000 | rd_at).to_be_bytes());
         check(
             &b.done(),
             "id=9 R op=0 rcode=0 rd ra | q a.example CNAME | a.example CNAME 1 other/2 \
@@ -615,10 +568,7 @@ pub(crate) mod tests {
 
     #[test]
     fn cut_header_and_question() {
-        check(
-            &[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0],
-            "error dns_too_short",
-        );
+        check(&[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0], "error dns_too_short");
         check(&[], "error dns_too_short");
         let mut b = B::new(11, 0x0100, [1, 0, 0, 0]);
         b.q("example.com", 1);
@@ -648,10 +598,7 @@ pub(crate) mod tests {
             "id=12 R op=0 rcode=0 rd ra | q example.com A | ns=2 ar=1 rdbytes=0 anom=0x1",
         );
         // Header only, qdcount 1: kept with CountMismatch.
-        check(
-            &buf[..12],
-            "id=12 R op=0 rcode=0 rd ra | ns=2 ar=1 rdbytes=0 anom=0x8",
-        );
+        check(&buf[..12], "id=12 R op=0 rcode=0 rd ra | ns=2 ar=1 rdbytes=0 anom=0x8");
     }
 
     #[test]
@@ -677,8 +624,7 @@ pub(crate) mod tests {
     fn parse_speed() {
         let mut b = B::new(0x4242, QR_RD_RA, [1, 3, 0, 1]);
         b.q("www.example.com", rtype::A);
-        b.ptr(12)
-            .rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
+        b.ptr(12).rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
         b.ptr(45).rr_tail(rtype::A, 60, &[93, 184, 216, 34]);
         b.ptr(45).rr_tail(rtype::A, 60, &[93, 184, 216, 35]);
         b.name("").rr_tail(rtype::OPT, 0, &[]);
@@ -689,10 +635,7 @@ pub(crate) mod tests {
         // On-CPU time of this thread (ns), so a loaded machine does not inflate the figure.
         let cpu = || -> u64 {
             let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-            s.split(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
+            s.split(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
         };
         let n = 2_000_000u32;
         let c0 = cpu();
@@ -712,17 +655,11 @@ pub(crate) mod tests {
         let query = q.q("www.example.com", rtype::A).done();
         let c0 = cpu();
         for _ in 0..n {
-            total += parse_message(std::hint::black_box(&query))
-                .unwrap()
-                .questions
-                .len();
+            total += parse_message(std::hint::black_box(&query)).unwrap().questions.len();
         }
         let cpu_ns = (cpu() - c0) as f64 / f64::from(n);
         assert_eq!(total, 4 * n as usize);
-        println!(
-            "parse_message: {cpu_ns:.1} ns/message on CPU ({} byte A query)",
-            query.len()
-        );
+        println!("parse_message: {cpu_ns:.1} ns/message on CPU ({} byte A query)", query.len());
     }
 
     /// A capture from `shared/captures/public`, found beside the repo (`../shared`, or

@@ -90,15 +90,7 @@ struct Stream {
 
 impl Stream {
     fn new(next_seq: u32, synced: bool, ts: Nanos, tick: u64) -> Stream {
-        Stream {
-            next_seq,
-            synced,
-            buf: Vec::new(),
-            held: Vec::new(),
-            held_bytes: 0,
-            last_ts: ts,
-            tick,
-        }
+        Stream { next_seq, synced, buf: Vec::new(), held: Vec::new(), held_bytes: 0, last_ts: ts, tick }
     }
 
     fn has_partial(&self) -> bool {
@@ -168,8 +160,7 @@ impl TcpDnsStreams {
             if self.streams.len() >= self.max_streams {
                 self.evict_lru();
             }
-            self.streams
-                .insert(key, Stream::new(data_seq, flags.syn, ts, tick));
+            self.streams.insert(key, Stream::new(data_seq, flags.syn, ts, tick));
             self.lru.insert(tick, key);
         }
         let Some(s) = self.streams.get_mut(&key) else {
@@ -301,17 +292,8 @@ fn accept(
 }
 
 /// Feeds held segments that the expected seq has reached, until none has.
-fn drain_held(
-    s: &mut Stream,
-    stats: &mut TcpDnsStats,
-    max_message: usize,
-    on_msg: &mut dyn FnMut(&[u8]),
-) {
-    while let Some(i) = s
-        .held
-        .iter()
-        .position(|(seq, _)| seq_diff(*seq, s.next_seq) <= 0)
-    {
+fn drain_held(s: &mut Stream, stats: &mut TcpDnsStats, max_message: usize, on_msg: &mut dyn FnMut(&[u8])) {
+    while let Some(i) = s.held.iter().position(|(seq, _)| seq_diff(*seq, s.next_seq) <= 0) {
         let (seq, data) = s.held.swap_remove(i);
         s.held_bytes -= data.len();
         let skip = usize::try_from(seq_diff(s.next_seq, seq)).unwrap_or(usize::MAX);
@@ -472,21 +454,9 @@ mod tests {
         f
     }
 
-    const NONE: TcpFlags = TcpFlags {
-        syn: false,
-        fin: false,
-        rst: false,
-    };
-    const SYN: TcpFlags = TcpFlags {
-        syn: true,
-        fin: false,
-        rst: false,
-    };
-    const FIN: TcpFlags = TcpFlags {
-        syn: false,
-        fin: true,
-        rst: false,
-    };
+    const NONE: TcpFlags = TcpFlags { syn: false, fin: false, rst: false };
+    const SYN: TcpFlags = TcpFlags { syn: true, fin: false, rst: false };
+    const FIN: TcpFlags = TcpFlags { syn: false, fin: true, rst: false };
 
     /// Feeds (seq, flags, payload) segments of one stream; returns the ids of the messages
     /// completed, in order, and the final stats.
@@ -507,16 +477,7 @@ mod tests {
         let mut t = TcpDnsStreams::new(8);
         let (a, rest) = f.split_at(5);
         let (b, c) = rest.split_at(10);
-        let got = check(
-            &mut t,
-            key(1),
-            &[
-                (99, SYN, &[]),
-                (100, NONE, a),
-                (105, NONE, b),
-                (115, NONE, c),
-            ],
-        );
+        let got = check(&mut t, key(1), &[(99, SYN, &[]), (100, NONE, a), (105, NONE, b), (115, NONE, c)]);
         assert_eq!(got, [1]);
         assert_eq!(t.stats().messages, 1);
         assert_eq!(t.len(), 1);
@@ -531,11 +492,7 @@ mod tests {
         seg.push(f4[0]); // the next message's prefix split across segments
         let mut t = TcpDnsStreams::new(8);
         let n = seg.len() as u32;
-        let got = check(
-            &mut t,
-            key(1),
-            &[(0, SYN, &[]), (1, NONE, &seg), (1 + n, NONE, &f4[1..])],
-        );
+        let got = check(&mut t, key(1), &[(0, SYN, &[]), (1, NONE, &seg), (1 + n, NONE, &f4[1..])]);
         assert_eq!(got, [1, 2, 3, 4]);
     }
 
@@ -543,11 +500,8 @@ mod tests {
     fn one_octet_segments() {
         let mut data = framed(7, "tiny.example");
         data.extend(framed(8, "tiny2.example"));
-        let segs: Vec<(u32, TcpFlags, &[u8])> = data
-            .chunks(1)
-            .enumerate()
-            .map(|(i, c)| (1000 + i as u32, NONE, c))
-            .collect();
+        let segs: Vec<(u32, TcpFlags, &[u8])> =
+            data.chunks(1).enumerate().map(|(i, c)| (1000 + i as u32, NONE, c)).collect();
         let mut t = TcpDnsStreams::new(8);
         let mut all = vec![(999, SYN, &[][..])];
         all.extend(segs);
@@ -566,12 +520,7 @@ mod tests {
         let got = check(
             &mut t,
             key(1),
-            &[
-                (0, SYN, &[]),
-                (1, NONE, &f1),
-                (1, NONE, &f1),
-                (1 + n1 - 3, NONE, &overlap),
-            ],
+            &[(0, SYN, &[]), (1, NONE, &f1), (1, NONE, &f1), (1 + n1 - 3, NONE, &overlap)],
         );
         assert_eq!(got, [1, 2]);
         assert_eq!(t.stats().gaps, 0);
@@ -584,16 +533,7 @@ mod tests {
         let (a, b) = f1.split_at(7);
         let n1 = f1.len() as u32;
         let mut t = TcpDnsStreams::new(8);
-        let got = check(
-            &mut t,
-            key(1),
-            &[
-                (0, SYN, &[]),
-                (1 + n1, NONE, &f2),
-                (8, NONE, b),
-                (1, NONE, a),
-            ],
-        );
+        let got = check(&mut t, key(1), &[(0, SYN, &[]), (1 + n1, NONE, &f2), (8, NONE, b), (1, NONE, a)]);
         assert_eq!(got, [1, 2]);
         assert_eq!(t.stats().gaps, 0);
     }
@@ -613,10 +553,7 @@ mod tests {
             segs.push((seq, NONE, f));
             seq += n;
         }
-        let segs: Vec<(u32, TcpFlags, &[u8])> = segs
-            .iter()
-            .map(|(s, f, p)| (*s, *f, p.as_slice()))
-            .collect();
+        let segs: Vec<(u32, TcpFlags, &[u8])> = segs.iter().map(|(s, f, p)| (*s, *f, p.as_slice())).collect();
         let mut t = TcpDnsStreams::new(8);
         assert_eq!(check(&mut t, key(1), &segs), [2, 3, 4, 5, 6, 7]);
         assert_eq!(t.stats().gaps, 1);
@@ -629,11 +566,7 @@ mod tests {
         let n1 = f1.len() as u32;
         let mut t = TcpDnsStreams::new(8);
         // First seen: the tail of message 1 (no SYN): skipped, then message 2 decodes.
-        let got = check(
-            &mut t,
-            key(1),
-            &[(5000, NONE, &f1[4..]), (5000 + n1 - 4, NONE, &f2)],
-        );
+        let got = check(&mut t, key(1), &[(5000, NONE, &f1[4..]), (5000 + n1 - 4, NONE, &f2)]);
         assert_eq!(got, [2]);
         assert_eq!(t.stats().skipped_segments, 1);
     }
@@ -690,18 +623,10 @@ mod tests {
     fn bad_and_oversize_lengths_resync() {
         let f2 = framed(2, "two.example");
         let mut t = TcpDnsStreams::with_max_message(8, 512);
-        let got = check(
-            &mut t,
-            key(1),
-            &[(0, SYN, &[]), (1, NONE, &[0, 3, 1, 2, 3]), (6, NONE, &f2)],
-        );
+        let got = check(&mut t, key(1), &[(0, SYN, &[]), (1, NONE, &[0, 3, 1, 2, 3]), (6, NONE, &f2)]);
         assert_eq!(got, [2]);
         assert_eq!(t.stats().bad_length, 1);
-        let got = check(
-            &mut t,
-            key(2),
-            &[(0, SYN, &[]), (1, NONE, &[0x10, 0, 1, 2])],
-        );
+        let got = check(&mut t, key(2), &[(0, SYN, &[]), (1, NONE, &[0x10, 0, 1, 2])]);
         assert!(got.is_empty());
         assert_eq!(t.stats().oversize, 1);
     }
@@ -716,14 +641,12 @@ mod tests {
                 continue;
             };
             let (src, dst) = match &p.net {
-                Some(etherparse::NetSlice::Ipv4(ip)) => (
-                    IpAddr::V4(ip.header().source_addr()),
-                    IpAddr::V4(ip.header().destination_addr()),
-                ),
-                Some(etherparse::NetSlice::Ipv6(ip)) => (
-                    IpAddr::V6(ip.header().source_addr()),
-                    IpAddr::V6(ip.header().destination_addr()),
-                ),
+                Some(etherparse::NetSlice::Ipv4(ip)) => {
+                    (IpAddr::V4(ip.header().source_addr()), IpAddr::V4(ip.header().destination_addr()))
+                }
+                Some(etherparse::NetSlice::Ipv6(ip)) => {
+                    (IpAddr::V6(ip.header().source_addr()), IpAddr::V6(ip.header().destination_addr()))
+                }
                 _ => continue,
             };
             let Some(etherparse::TransportSlice::Tcp(tcp)) = &p.transport else {
@@ -732,29 +655,13 @@ mod tests {
             if tcp.source_port() != 53 && tcp.destination_port() != 53 {
                 continue;
             }
-            let k = StreamKey {
-                src,
-                sport: tcp.source_port(),
-                dst,
-                dport: tcp.destination_port(),
-            };
-            let flags = TcpFlags {
-                syn: tcp.syn(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            };
-            t.on_segment(
-                k,
-                i as u64,
-                tcp.sequence_number(),
-                flags,
-                tcp.payload(),
-                &mut |m| {
-                    if crate::dns::parse_message(m).is_ok() {
-                        ok += 1;
-                    }
-                },
-            );
+            let k = StreamKey { src, sport: tcp.source_port(), dst, dport: tcp.destination_port() };
+            let flags = TcpFlags { syn: tcp.syn(), fin: tcp.fin(), rst: tcp.rst() };
+            t.on_segment(k, i as u64, tcp.sequence_number(), flags, tcp.payload(), &mut |m| {
+                if crate::dns::parse_message(m).is_ok() {
+                    ok += 1;
+                }
+            });
         }
         (ok, t.stats())
     }
@@ -772,10 +679,7 @@ mod tests {
             let Some(file) = capture(name) else { continue };
             let (got, stats) = tcp_messages(&file);
             assert_eq!(got, want, "{name}: {stats:?}");
-            assert_eq!(
-                (stats.messages, stats.gaps, stats.skipped_segments),
-                (want as u64, 0, 0)
-            );
+            assert_eq!((stats.messages, stats.gaps, stats.skipped_segments), (want as u64, 0, 0));
         }
     }
 }
