@@ -312,6 +312,13 @@ fn live(a: LiveArgs) -> ExitCode {
         buffer_bytes: (a.buffer_mb as i32) << 20,
         filter: a.bpf.clone().unwrap_or_else(|| live::DEFAULT_FILTER.to_string()),
     };
+    // A typo in the filter is caught before any interface opens (and without privileges).
+    if let Err(e) = live::check_filter(&lcfg.filter) {
+        let first = a.interfaces.first().map(String::as_str).unwrap_or("capture");
+        return usage(format!(
+            "{first}: bad filter expression ({e}); fix --bpf (syntax in pcap-filter(7)), or pass --bpf \"\" to capture everything"
+        ));
+    }
     let mut opened = Vec::new();
     for iface in &a.interfaces {
         if a.interfaces.iter().filter(|x| *x == iface).count() > 1 {
