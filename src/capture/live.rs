@@ -38,6 +38,8 @@ pub const READ_TIMEOUT_MS: i32 = 100;
 const BATCH_PACKETS: usize = 256;
 /// ...or this many bytes of frame data (four full-size 65535-byte frames).
 const BATCH_BYTES: usize = 256 << 10;
+/// ...or when its first packet is this old: the most a packet waits in its capture thread.
+const BATCH_AGE: Duration = Duration::from_millis(20);
 /// Batches waiting for the engine, all interfaces together: at most
 /// QUEUE_BATCHES × BATCH_BYTES (16 MiB) of frames in flight.
 pub const QUEUE_BATCHES: usize = 64;
@@ -268,20 +270,29 @@ fn capture_loop(
                 batch.push(pcap_ts(&p.header.ts), p.data, p.header.len);
                 c.captured.fetch_add(1, Ordering::Relaxed);
                 // A batch also closes on age, so a trickle of packets is not held back.
-                if batch.full() || opened_at.elapsed() >= TICK_EVERY {
+                if batch.full() || opened_at.elapsed() >= BATCH_AGE {
                     offer(&tx, std::mem::replace(&mut batch, Batch::new(idx, o.linktype)), &c);
                 }
             }
             // Non-blocking: the ring is empty right now.
+            // Non-blocking: the ring is empty right now. At a high rate it is empty between
+            // most packets, so a batch is only handed over once it is BATCH_AGE old:
+            // one-packet batches would fill the queue long before the engine is busy.
             Err(pcap::Error::TimeoutExpired) => {
-                if !batch.is_empty() {
+                let age = opened_at.elapsed();
+                if !batch.is_empty() && (age >= BATCH_AGE || draining.is_some()) {
                     offer(&tx, std::mem::replace(&mut batch, Batch::new(idx, o.linktype)), &c);
                 }
                 // After a stop, an empty ring is the end of the drain.
                 if draining.is_some() {
                     break Ok(());
                 }
-                wait_readable(&o.cap, READ_TIMEOUT_MS);
+                let wait = if batch.is_empty() {
+                    READ_TIMEOUT_MS
+                } else {
+                    BATCH_AGE.saturating_sub(age).as_millis().clamp(1, READ_TIMEOUT_MS as u128) as i32
+                };
+                wait_readable(&o.cap, wait);
             }
             Err(e) => {
                 break Err(LiveError {
