@@ -41,7 +41,11 @@ enum Cmd {
         after_help = "Examples:\n  portent replay captures/dns-calc.pcap\n  portent replay --dns-log dns.ndjson -a alerts.ndjson day1-*.pcap\n  tcpdump -w - -i eth0 port 53 | portent replay -"
     )]
     Replay(ReplayArgs),
-<<<<<<< HEAD
+    /// Capture live from network interfaces (libpcap) until SIGINT or SIGTERM.
+    #[command(
+        after_help = "Examples:\n  portent live -i eth0 -a /var/log/portent/alerts.ndjson\n  portent live -i eth0 -i eth1 --stats /var/log/portent/stats.ndjson --user portent\n\nSignals: SIGINT/SIGTERM stop, drain and print the summary (exit 0); SIGHUP reopens the output files."
+    )]
+    Live(LiveArgs),
     /// Read Zeek dns.log/conn.log and Suricata eve.json through the same detectors.
     #[command(
         after_help = "Zeek logs in TSV or JSON form, plain or gzip (by content). Several files of each kind are\nmerged in time order.\n\nExamples:\n  portent ingest --zeek-dns dns.log --zeek-conn conn.log\n  portent ingest --eve eve.json --eve eve.json.1.gz"
@@ -62,12 +66,9 @@ struct IngestArgs {
     /// A Suricata eve.json (dns v1/v2 events, flow/netflow records). Repeatable.
     #[arg(long, value_name = "FILE")]
     eve: Vec<PathBuf>,
-=======
-    /// Capture live from network interfaces (libpcap) until SIGINT or SIGTERM.
-    #[command(
-        after_help = "Examples:\n  portent live -i eth0 -a /var/log/portent/alerts.ndjson\n  portent live -i eth0 -i eth1 --stats /var/log/portent/stats.ndjson --user portent\n\nSignals: SIGINT/SIGTERM stop, drain and print the summary (exit 0); SIGHUP reopens the output files."
-    )]
-    Live(LiveArgs),
+
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -104,7 +105,6 @@ struct LiveArgs {
     /// Drop root for this user once the interfaces are open.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
->>>>>>> h-live
 
     #[command(flatten)]
     common: CommonArgs,
@@ -191,11 +191,8 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Replay(a) => replay(a),
-<<<<<<< HEAD
-        Cmd::Ingest(a) => ingest(a),
-=======
         Cmd::Live(a) => live(a),
->>>>>>> h-live
+        Cmd::Ingest(a) => ingest(a),
     }
 }
 
@@ -317,7 +314,6 @@ fn replay(a: ReplayArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
-<<<<<<< HEAD
 fn ingest(a: IngestArgs) -> ExitCode {
     use portent::ingest::{self, Input, Kind};
     let mut inputs = Vec::new();
@@ -352,7 +348,91 @@ fn ingest(a: IngestArgs) -> ExitCode {
         }
     };
     let report = match ingest::run(sources, &cfg, outs, Arc::new(Progress::default())) {
-=======
+        Ok(r) => r,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    if !a.common.quiet {
+        let mut text = summary::to_text(&report.run);
+        for f in &report.files {
+            text.push_str(&f.to_text());
+        }
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+    if let Some(p) = &a.common.summary_json {
+        let text = summary::to_json(&report.run).to_string() + "\n";
+        if let Err(e) = std::fs::write(p, text) {
+            err(format!("cannot write the summary to {}: {e}", p.display()));
+            return ExitCode::from(3);
+        }
+    }
+    let mut code = 0u8;
+    for (name, e) in &report.run.output_errors {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            continue;
+        }
+        err(format!("writing to {name} failed: {e}"));
+        code = 3;
+    }
+    if code == 0 && a.common.fail_on_alert && report.run.alert_lines > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
+/// A one-line progress display on standard error (only when it is a terminal): bytes read
+/// of the total, packets/s, alerts so far, time left.
+struct ProgressMeter {
+    done: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ProgressMeter {
+    fn start(files: &[PathBuf], p: Arc<Progress>) -> ProgressMeter {
+        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let handle = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut shown = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let el = start.elapsed().as_secs_f64();
+                if el < 1.0 {
+                    continue;
+                }
+                let bytes = p.bytes.load(Ordering::Relaxed);
+                let pkts = p.packets.load(Ordering::Relaxed);
+                let alerts = p.alerts.load(Ordering::Relaxed);
+                let frac = if total > 0 { bytes as f64 / total as f64 } else { 0.0 };
+                let left = if frac > 0.0 { el / frac - el } else { 0.0 };
+                let _ = write!(
+                    io::stderr(),
+                    "\r\x1b[K{:5.1}% {} of {} MB, {:.0} kpackets/s, {} alerts, {:.0} s left",
+                    frac * 100.0,
+                    bytes >> 20,
+                    total >> 20,
+                    pkts as f64 / el / 1e3,
+                    alerts,
+                    left.max(0.0)
+                );
+                shown = true;
+            }
+            if shown {
+                let _ = write!(io::stderr(), "\r\x1b[K");
+            }
+        });
+        ProgressMeter { done, handle }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
 /// Like `outputs`, but files are opened for appending and reopened on SIGHUP (logrotate).
 fn live_outputs(c: &CommonArgs, hup: &Arc<std::sync::atomic::AtomicU64>) -> Result<Outputs, String> {
     use portent::capture::live::ReopeningFile;
@@ -452,7 +532,6 @@ fn live(a: LiveArgs) -> ExitCode {
     let every = (a.stats_interval > 0).then(|| std::time::Duration::from_secs(a.stats_interval));
     let lrep = live::run(opened, &mut engine, &progress, &signals, every, stats_out);
     let report = match engine.finish(Vec::new()) {
->>>>>>> h-live
         Ok(r) => r,
         Err(e) => {
             err(e);
@@ -460,17 +539,6 @@ fn live(a: LiveArgs) -> ExitCode {
         }
     };
     if !a.common.quiet {
-<<<<<<< HEAD
-        let mut text = summary::to_text(&report.run);
-        for f in &report.files {
-            text.push_str(&f.to_text());
-        }
-        let _ = io::stderr().write_all(text.as_bytes());
-    }
-    if let Some(p) = &a.common.summary_json {
-        let text = summary::to_json(&report.run).to_string() + "\n";
-        if let Err(e) = std::fs::write(p, text) {
-=======
         let _ = io::stderr().write_all(summary::to_text(&report).as_bytes());
         for (name, c) in &lrep.ifaces {
             let l = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
@@ -492,87 +560,24 @@ fn live(a: LiveArgs) -> ExitCode {
             "errors": lrep.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         });
         if let Err(e) = std::fs::write(p, j.to_string() + "\n") {
->>>>>>> h-live
             err(format!("cannot write the summary to {}: {e}", p.display()));
             return ExitCode::from(3);
         }
     }
     let mut code = 0u8;
-<<<<<<< HEAD
-    for (name, e) in &report.run.output_errors {
-=======
     for e in &lrep.errors {
         err(e);
         code = 3;
     }
     for (name, e) in &report.output_errors {
->>>>>>> h-live
         if e.kind() == io::ErrorKind::BrokenPipe {
             continue;
         }
         err(format!("writing to {name} failed: {e}"));
         code = 3;
     }
-<<<<<<< HEAD
-    if code == 0 && a.common.fail_on_alert && report.run.alert_lines > 0 {
-=======
     if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
->>>>>>> h-live
         code = 1;
     }
     ExitCode::from(code)
 }
-<<<<<<< HEAD
-
-/// A one-line progress display on standard error (only when it is a terminal): bytes read
-/// of the total, packets/s, alerts so far, time left.
-struct ProgressMeter {
-    done: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<()>,
-}
-
-impl ProgressMeter {
-    fn start(files: &[PathBuf], p: Arc<Progress>) -> ProgressMeter {
-        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-        let done = Arc::new(AtomicBool::new(false));
-        let stop = done.clone();
-        let handle = std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut shown = false;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
-                let el = start.elapsed().as_secs_f64();
-                if el < 1.0 {
-                    continue;
-                }
-                let bytes = p.bytes.load(Ordering::Relaxed);
-                let pkts = p.packets.load(Ordering::Relaxed);
-                let alerts = p.alerts.load(Ordering::Relaxed);
-                let frac = if total > 0 { bytes as f64 / total as f64 } else { 0.0 };
-                let left = if frac > 0.0 { el / frac - el } else { 0.0 };
-                let _ = write!(
-                    io::stderr(),
-                    "\r\x1b[K{:5.1}% {} of {} MB, {:.0} kpackets/s, {} alerts, {:.0} s left",
-                    frac * 100.0,
-                    bytes >> 20,
-                    total >> 20,
-                    pkts as f64 / el / 1e3,
-                    alerts,
-                    left.max(0.0)
-                );
-                shown = true;
-            }
-            if shown {
-                let _ = write!(io::stderr(), "\r\x1b[K");
-            }
-        });
-        ProgressMeter { done, handle }
-    }
-
-    fn stop(self) {
-        self.done.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-    }
-}
-=======
->>>>>>> h-live

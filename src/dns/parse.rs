@@ -689,7 +689,6 @@ pub(crate) mod tests {
         let cpu_ns = (cpu() - c0) as f64 / f64::from(n);
         assert_eq!(total, 4 * n as usize);
         println!("parse_message: {cpu_ns:.1} ns/message on CPU ({} byte A query)", query.len());
-<<<<<<< HEAD
     }
 
     /// Small deterministic PRNG (xorshift64*) for the smoke loops; no dependency needed.
@@ -825,8 +824,6 @@ pub(crate) mod tests {
             }
             println!("{n}: {} msgs, {anom} with anomalies, errors {errs:?}", payloads.len());
         }
-=======
->>>>>>> h-live
     }
 
     /// A capture from `shared/captures/public`, found beside the repo (`../shared`, or
