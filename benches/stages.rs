@@ -110,5 +110,48 @@ fn stages(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stages);
+/// The tunneling update per query, and the reassembler's fast path on a packet that is not
+/// a fragment (what every UDP/TCP packet pays for reassembly being there).
+fn tunnel_and_defrag(c: &mut Criterion) {
+    use portent::decode::defrag::{Defrag, DefragConfig, Defragmenter};
+    use portent::detect::tunnel::{TunnelConfig, TunnelDetector};
+    use portent::detect::DnsEvent;
+
+    let mut det = TunnelDetector::new(TunnelConfig::default()).expect("tunnel config");
+    let names: Vec<Vec<u8>> = (0..256u32)
+        .map(|i| {
+            let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            let label = format!("{:08x}{:08x}", i.wrapping_mul(0x9e37_79b9), i);
+            name(&mut q, &format!("{label}.t.example.com"));
+            q.extend_from_slice(&[0, 16, 0, 1]);
+            q
+        })
+        .collect();
+    let msgs: Vec<_> = names.iter().map(|q| parse_message(q).expect("query")).collect();
+    let client = IpAddr::V4(Ipv4Addr::new(10, 7, 7, 7));
+    let server = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53));
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    c.bench_function("TunnelDetector::on_dns, hex TXT query", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let msg = &msgs[i % msgs.len()];
+            let ev = DnsEvent { ts: TS + i as u64 * 1_000, client, server, msg, wire_len: 40 };
+            det.on_dns(black_box(&ev), &mut out);
+            out.clear();
+        })
+    });
+
+    let mut ip = Vec::new();
+    PacketBuilder::ipv4([10, 1, 2, 3], [93, 184, 216, 34], 64)
+        .tcp(40000, 443, 1, 1024)
+        .write(&mut ip, &[0u8; 512])
+        .expect("packet");
+    let mut d = Defragmenter::new(DefragConfig::default());
+    c.bench_function("Defragmenter::process, not a fragment (fast path)", |b| {
+        b.iter(|| matches!(d.process(TS, black_box(&ip)), Defrag::NotFragment))
+    });
+}
+
+criterion_group!(benches, stages, tunnel_and_defrag);
 criterion_main!(benches);

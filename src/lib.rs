@@ -15,6 +15,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod dns;
+pub mod ingest;
 pub mod net;
 pub mod output;
 pub mod pipeline;

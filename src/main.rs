@@ -68,6 +68,73 @@ enum Cmd {
         after_help = "Examples:\n  portent replay -a alerts.ndjson capture.pcap && portent report alerts.ndjson -o report.html\n  portent replay -q capture.pcap | portent report - -o report.html"
     )]
     Report(cli::ReportArgs),
+    /// Capture live from network interfaces (libpcap) until SIGINT or SIGTERM.
+    #[command(
+        after_help = "Examples:\n  portent live -i eth0 -a /var/log/portent/alerts.ndjson\n  portent live -i eth0 -i eth1 --stats /var/log/portent/stats.ndjson --user portent\n\nSignals: SIGINT/SIGTERM stop, drain and print the summary (exit 0); SIGHUP reopens the output files."
+    )]
+    Live(LiveArgs),
+    /// Read Zeek dns.log/conn.log and Suricata eve.json through the same detectors.
+    #[command(
+        after_help = "Zeek logs in TSV or JSON form, plain or gzip (by content). Several files of each kind are\nmerged in time order.\n\nExamples:\n  portent ingest --zeek-dns dns.log --zeek-conn conn.log\n  portent ingest --eve eve.json --eve eve.json.1.gz"
+    )]
+    Ingest(IngestArgs),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// A Zeek dns.log (TSV or JSON, plain or gzip). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    zeek_dns: Vec<PathBuf>,
+
+    /// A Zeek conn.log: connections whose history starts with S are SYNs. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    zeek_conn: Vec<PathBuf>,
+
+    /// A Suricata eve.json (dns v1/v2 events, flow/netflow records). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    eve: Vec<PathBuf>,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct LiveArgs {
+    /// Interface to capture on; repeat for several (one capture thread each).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", required = true)]
+    interfaces: Vec<String>,
+
+    /// Do not put the interfaces in promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+
+    /// Bytes kept of each frame.
+    #[arg(long, value_name = "BYTES", default_value_t = 65535)]
+    snaplen: u32,
+
+    /// Kernel capture ring per interface, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    buffer_mb: u32,
+
+    /// Capture filter (pcap-filter syntax). The default keeps DNS on port 53, TCP SYNs and
+    /// IP fragments, with or without a VLAN tag; --bpf "" captures everything.
+    #[arg(long, value_name = "EXPR")]
+    bpf: Option<String>,
+
+    /// Seconds between NDJSON stats records (0: none while running).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    stats_interval: u64,
+
+    /// Write the stats records here instead of standard error.
+    #[arg(long, value_name = "PATH")]
+    stats: Option<PathBuf>,
+
+    /// Drop root for this user once the interfaces are open.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -161,6 +228,8 @@ fn main() -> ExitCode {
         Cmd::Completions(a) => cli::completions(a, <Cli as clap::CommandFactory>::command()),
         Cmd::Man(a) => cli::man(a, <Cli as clap::CommandFactory>::command()),
         Cmd::Report(a) => cli::report(a),
+        Cmd::Live(a) => live(a),
+        Cmd::Ingest(a) => ingest(a),
     }
 }
 
@@ -287,6 +356,74 @@ fn replay(a: ReplayArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn ingest(a: IngestArgs) -> ExitCode {
+    use portent::ingest::{self, Input, Kind};
+    let mut inputs = Vec::new();
+    for (kind, files) in [(Kind::ZeekDns, &a.zeek_dns), (Kind::ZeekConn, &a.zeek_conn), (Kind::Eve, &a.eve)] {
+        inputs.extend(files.iter().map(|p| Input { path: p.clone(), kind }));
+    }
+    if inputs.is_empty() {
+        err("ingest: give at least one of --zeek-dns, --zeek-conn, --eve");
+        return ExitCode::from(2);
+    }
+    let mut cfg = match config(&a.common) {
+        Ok(c) => c,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    cfg.event_module = Some(ingest::event_module(&inputs).to_string());
+    // Every file is sniffed before anything runs: a wrong file is a usage error.
+    let sources = match ingest::open_all(&inputs) {
+        Ok(s) => s,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let outs = match outputs(&a.common) {
+        Ok(o) => o,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(2);
+        }
+    };
+    let report = match ingest::run(sources, &cfg, outs, Arc::new(Progress::default())) {
+        Ok(r) => r,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    if !a.common.quiet {
+        let mut text = summary::to_text(&report.run);
+        for f in &report.files {
+            text.push_str(&f.to_text());
+        }
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+    if let Some(p) = &a.common.summary_json {
+        let text = summary::to_json(&report.run).to_string() + "\n";
+        if let Err(e) = std::fs::write(p, text) {
+            err(format!("cannot write the summary to {}: {e}", p.display()));
+            return ExitCode::from(3);
+        }
+    }
+    let mut code = 0u8;
+    for (name, e) in &report.run.output_errors {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            continue;
+        }
+        err(format!("writing to {name} failed: {e}"));
+        code = 3;
+    }
+    if code == 0 && a.common.fail_on_alert && report.run.alert_lines > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
 /// A one-line progress display on standard error (only when it is a terminal): bytes read
 /// of the total, packets/s, alerts so far, time left.
 struct ProgressMeter {
@@ -336,4 +473,153 @@ impl ProgressMeter {
         self.done.store(true, Ordering::Relaxed);
         let _ = self.handle.join();
     }
+}
+
+/// Like `outputs`, but files are opened for appending and reopened on SIGHUP (logrotate).
+fn live_outputs(c: &CommonArgs, hup: &Arc<std::sync::atomic::AtomicU64>) -> Result<Outputs, String> {
+    use portent::capture::live::ReopeningFile;
+    let stdout = |p: &PathBuf| p.as_os_str() == "-";
+    if c.dns_log.as_ref().is_some_and(stdout) && stdout(&c.alerts) {
+        return Err(
+            "--dns-log - and alerts on standard output would mix; send alerts to a file with --alerts PATH"
+                .into(),
+        );
+    }
+    let sink = |p: &PathBuf, what: &str| -> Result<Sink, String> {
+        if stdout(p) {
+            return Sink::create(p).map_err(|e| format!("cannot open the {what}: {e}"));
+        }
+        let f = ReopeningFile::open(p, hup.clone()).map_err(|e| format!("cannot open the {what}: {e}"))?;
+        Ok(Sink::from_writer(&p.display().to_string(), Box::new(f)))
+    };
+    let alerts = sink(&c.alerts, "alerts output")?;
+    let dns_log = match &c.dns_log {
+        Some(p) => Some(sink(p, "DNS log")?),
+        None => None,
+    };
+    Ok(Outputs { alerts, dns_log })
+}
+
+fn live(a: LiveArgs) -> ExitCode {
+    use portent::capture::live::{self, LiveConfig, ReopeningFile, Signals};
+    let usage = |e: String| {
+        err(e);
+        ExitCode::from(2)
+    };
+    let cfg = match config(&a.common) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    if a.snaplen == 0 || a.snaplen > 262_144 {
+        return usage(format!("--snaplen {}: must be between 1 and 262144", a.snaplen));
+    }
+    if a.buffer_mb == 0 || a.buffer_mb > 2047 {
+        return usage(format!("--buffer-mb {}: must be between 1 and 2047", a.buffer_mb));
+    }
+    let lcfg = LiveConfig {
+        promisc: !a.no_promisc,
+        snaplen: a.snaplen as i32,
+        buffer_bytes: (a.buffer_mb as i32) << 20,
+        filter: a.bpf.clone().unwrap_or_else(|| live::DEFAULT_FILTER.to_string()),
+    };
+    // A typo in the filter is caught before any interface opens (and without privileges).
+    if let Err(e) = live::check_filter(&lcfg.filter) {
+        let first = a.interfaces.first().map(String::as_str).unwrap_or("capture");
+        return usage(format!(
+            "{first}: bad filter expression ({e}); fix --bpf (syntax in pcap-filter(7)), or pass --bpf \"\" to capture everything"
+        ));
+    }
+    let mut opened = Vec::new();
+    for iface in &a.interfaces {
+        if a.interfaces.iter().filter(|x| *x == iface).count() > 1 {
+            return usage(format!("{iface}: given twice; name each interface once"));
+        }
+        match live::open(iface, &lcfg) {
+            Ok(o) => opened.push(o),
+            Err(e) => return usage(e.to_string()),
+        }
+    }
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            err(format!("cannot install signal handlers: {e}"));
+            return ExitCode::from(3);
+        }
+    };
+    let outs = match live_outputs(&a.common, &signals.hup) {
+        Ok(o) => o,
+        Err(e) => return usage(e),
+    };
+    let stats_out: Option<Box<dyn Write>> = match &a.stats {
+        Some(p) => match ReopeningFile::open(p, signals.hup.clone()) {
+            Ok(f) => Some(Box::new(f)),
+            Err(e) => return usage(format!("cannot open the stats output: {e}")),
+        },
+        None if a.stats_interval > 0 => Some(Box::new(io::stderr())),
+        None => None,
+    };
+    if let Some(u) = &a.user {
+        if let Err(e) = live::drop_privileges(u) {
+            return usage(e);
+        }
+    }
+    let progress = Arc::new(Progress::default());
+    let mut engine = match pipeline::Engine::start(&cfg, outs, progress.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    let every = (a.stats_interval > 0).then(|| std::time::Duration::from_secs(a.stats_interval));
+    let lrep = live::run(opened, &mut engine, &progress, &signals, every, stats_out);
+    let report = match engine.finish(Vec::new()) {
+        Ok(r) => r,
+        Err(e) => {
+            err(e);
+            return ExitCode::from(3);
+        }
+    };
+    if !a.common.quiet {
+        let _ = io::stderr().write_all(summary::to_text(&report).as_bytes());
+        for (name, c) in &lrep.ifaces {
+            let l = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(
+                io::stderr(),
+                "live {name}: captured {}, kernel dropped {}, interface dropped {}, queue dropped {}",
+                l(&c.captured),
+                l(&c.pcap_dropped),
+                l(&c.pcap_if_dropped),
+                l(&c.queue_dropped_packets)
+            );
+        }
+    }
+    if let Some(p) = &a.common.summary_json {
+        let mut j = summary::to_json(&report);
+        j["live"] = serde_json::json!({
+            "sighup": lrep.hups,
+            "stats_records": lrep.stats_records,
+            "errors": lrep.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        });
+        if let Err(e) = std::fs::write(p, j.to_string() + "\n") {
+            err(format!("cannot write the summary to {}: {e}", p.display()));
+            return ExitCode::from(3);
+        }
+    }
+    let mut code = 0u8;
+    for e in &lrep.errors {
+        err(e);
+        code = 3;
+    }
+    for (name, e) in &report.output_errors {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            continue;
+        }
+        err(format!("writing to {name} failed: {e}"));
+        code = 3;
+    }
+    if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
 }

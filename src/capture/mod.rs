@@ -2,6 +2,7 @@
 //! 2.5× faster than libpcap at reading files); live capture goes through libpcap.
 
 pub mod file;
+pub mod live;
 
 pub use file::{read_file, read_stream, CaptureError, FileStats};
 

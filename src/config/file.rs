@@ -686,7 +686,7 @@ burst_domains = {burst_d}
 snaplen = {snaplen}
 # Kernel capture buffer, MiB.
 buffer_mb = {buffer}
-# BPF filter; empty captures everything.
+# BPF filter; empty keeps live's default (DNS, TCP SYNs, fragments).
 bpf = {bpf:?}
 # Promiscuous mode (a SPAN or TAP port needs it).
 promisc = {promisc}

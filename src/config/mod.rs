@@ -41,12 +41,12 @@ pub struct Config {
 /// replay path never reads them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureSettings {
-    /// Bytes kept of each packet. DNS over UDP fits in 1500 but EDNS answers and jumbo
-    /// frames do not; 262144 is tcpdump's default.
+    /// Bytes kept of each packet: a whole frame, with EDNS answers and VLAN tags (the
+    /// same default as `live --snaplen`).
     pub snaplen: u32,
     /// Kernel ring buffer, MiB: a burst is absorbed here while the reader catches up.
     pub buffer_mb: u32,
-    /// A BPF filter expression; None captures everything.
+    /// A BPF filter expression; None leaves `live` its own default filter.
     pub bpf: Option<String>,
     /// Put the interface in promiscuous mode (a SPAN or TAP port needs it).
     pub promisc: bool,
@@ -54,7 +54,7 @@ pub struct CaptureSettings {
 
 impl Default for CaptureSettings {
     fn default() -> Self {
-        CaptureSettings { snaplen: 262_144, buffer_mb: 64, bpf: None, promisc: true }
+        CaptureSettings { snaplen: 65_535, buffer_mb: 64, bpf: None, promisc: true }
     }
 }
 

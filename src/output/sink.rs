@@ -7,9 +7,29 @@ use std::path::{Path, PathBuf};
 
 pub struct Sink {
     name: String,
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: BufWriter<Counted>,
+    /// The file behind `out`, when there is one: on a write error it is cut back to its last
+    /// whole line, so a full disk never leaves half a record behind.
+    file: Option<File>,
     lines: u64,
     error: Option<io::Error>,
+}
+
+/// Counts the bytes the OS accepted.
+struct Counted {
+    inner: Box<dyn Write + Send>,
+    accepted: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.accepted += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl Sink {
@@ -18,13 +38,36 @@ impl Sink {
         if path.as_os_str() == "-" {
             return Ok(Sink::from_writer("standard output", Box::new(io::stdout())));
         }
-        let f =
-            File::create(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(Sink::from_writer(&path.display().to_string(), Box::new(f)))
+        // Readable too: after a failed write the file is read back to cut it at a line end.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let keep = f.try_clone().ok();
+        let mut sink = Sink::from_writer(&path.display().to_string(), Box::new(f));
+        sink.file = keep;
+        Ok(sink)
     }
 
     pub fn from_writer(name: &str, w: Box<dyn Write + Send>) -> Sink {
-        Sink { name: name.to_string(), out: BufWriter::with_capacity(256 << 10, w), lines: 0, error: None }
+        Sink {
+            name: name.to_string(),
+            out: BufWriter::with_capacity(256 << 10, Counted { inner: w, accepted: 0 }),
+            file: None,
+            lines: 0,
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        self.error = Some(e);
+        let accepted = self.out.get_ref().accepted;
+        if let Some(f) = self.file.as_mut() {
+            cut_to_last_line(f, accepted);
+        }
     }
 
     /// A sink that keeps nothing (for runs that only want the summary).
@@ -40,14 +83,14 @@ impl Sink {
         let r = self.out.write_all(s.as_bytes()).and_then(|_| self.out.write_all(b"\n"));
         match r {
             Ok(()) => self.lines += 1,
-            Err(e) => self.error = Some(e),
+            Err(e) => self.fail(e),
         }
     }
 
     pub fn flush(&mut self) {
         if self.error.is_none() {
             if let Err(e) = self.out.flush() {
-                self.error = Some(e);
+                self.fail(e);
             }
         }
     }
@@ -64,6 +107,22 @@ impl Sink {
     pub fn take_error(&mut self) -> Option<(String, io::Error)> {
         self.error.take().map(|e| (self.name.clone(), e))
     }
+}
+
+/// Truncates `f` after the last newline within its first `len` bytes (best effort: this
+/// runs after a write already failed).
+fn cut_to_last_line(f: &mut File, len: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let start = len.saturating_sub(1 << 20);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.take(len - start).read_to_end(&mut tail).is_err() {
+        return;
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => start + i as u64 + 1,
+        None => start,
+    };
+    let _ = f.set_len(keep);
 }
 
 /// A path argument for an output, as given on the command line.

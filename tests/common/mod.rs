@@ -152,3 +152,74 @@ pub fn dns_response_a(id: u16, name: &str, addrs: &[[u8; 4]], ttl: u32) -> Vec<u
 }
 
 pub const SEC: u64 = 1_000_000_000;
+
+/// Reads a little-endian microsecond Ethernet pcap back into (ts_ns, frame) pairs.
+pub fn read_pcap(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], &0xa1b2c3d4u32.to_le_bytes(), "a little-endian µs pcap");
+    assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1, "Ethernet");
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= b.len() {
+        let sec = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as u64;
+        let us = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as u64;
+        let cap = u32::from_le_bytes(b[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16;
+        out.push((sec * SEC + us * 1000, b[off..off + cap].to_vec()));
+        off += cap;
+    }
+    out
+}
+
+/// Splits every untagged IPv4 frame whose IP packet is longer than `mtu` into RFC 791
+/// fragments of at most `mtu` bytes, last fragment first (the harder order), as a router
+/// with a small MTU would, only backwards.
+pub fn fragment_ipv4(frames: &[(u64, Vec<u8>)], mtu: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (ts, f) in frames {
+        let is_v4 = f.len() > 34 && f[12..14] == [0x08, 0x00] && f[14] >> 4 == 4;
+        if !is_v4 {
+            out.push((*ts, f.clone()));
+            continue;
+        }
+        let ihl = ((f[14] & 15) as usize) * 4;
+        let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+        if total <= mtu || f.len() < 14 + total {
+            out.push((*ts, f.clone()));
+            continue;
+        }
+        let header = &f[14..14 + ihl];
+        let payload = &f[14 + ihl..14 + total];
+        let step = (mtu - ihl) / 8 * 8;
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < payload.len() {
+            let end = (at + step).min(payload.len());
+            let more = end < payload.len();
+            let mut ip = header.to_vec();
+            let len = (ihl + end - at) as u16;
+            ip[2..4].copy_from_slice(&len.to_be_bytes());
+            let flags_off = ((at / 8) as u16) | if more { 0x2000 } else { 0 };
+            ip[6..8].copy_from_slice(&flags_off.to_be_bytes());
+            ip[10] = 0;
+            ip[11] = 0;
+            let mut sum = 0u32;
+            for w in ip.chunks(2) {
+                sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            ip.extend_from_slice(&payload[at..end]);
+            let mut frame = f[..14].to_vec();
+            frame.extend_from_slice(&ip);
+            pieces.push(frame);
+            at = end;
+        }
+        for p in pieces.into_iter().rev() {
+            out.push((*ts, p));
+        }
+    }
+    out
+}
