@@ -10,7 +10,7 @@ use portent::detect::formula::Formula;
 use portent::detect::reputation::DomainSet;
 use portent::net::CidrSet;
 use portent::output::{summary, Sink};
-use portent::pipeline::{self, Outputs, Progress};
+use portent::pipeline::{self, Outputs, Progress, RunReport};
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -327,33 +327,8 @@ fn replay(a: ReplayArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    if !a.common.quiet {
-        let _ = io::stderr().write_all(summary::to_text(&report).as_bytes());
-    }
-    if let Some(p) = &a.common.summary_json {
-        let text = summary::to_json(&report).to_string() + "\n";
-        if let Err(e) = std::fs::write(p, text) {
-            err(format!("cannot write the summary to {}: {e}", p.display()));
-            return ExitCode::from(3);
-        }
-    }
-    let mut code = 0u8;
-    for e in &report.capture_errors {
-        err(e);
-        code = 2;
-    }
-    for (name, e) in &report.output_errors {
-        // A reader that hung up (`portent replay x.pcap | head -1`) is not a failure.
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            continue;
-        }
-        err(format!("writing to {name} failed: {e}"));
-        code = 3;
-    }
-    if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
-        code = 1;
-    }
-    ExitCode::from(code)
+    let input_errors = report.capture_errors.iter().map(|e| e.to_string()).collect();
+    finish(&a.common, &report, Ending { input_errors, ..Ending::default() })
 }
 
 fn ingest(a: IngestArgs) -> ExitCode {
@@ -396,32 +371,8 @@ fn ingest(a: IngestArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    if !a.common.quiet {
-        let mut text = summary::to_text(&report.run);
-        for f in &report.files {
-            text.push_str(&f.to_text());
-        }
-        let _ = io::stderr().write_all(text.as_bytes());
-    }
-    if let Some(p) = &a.common.summary_json {
-        let text = summary::to_json(&report.run).to_string() + "\n";
-        if let Err(e) = std::fs::write(p, text) {
-            err(format!("cannot write the summary to {}: {e}", p.display()));
-            return ExitCode::from(3);
-        }
-    }
-    let mut code = 0u8;
-    for (name, e) in &report.run.output_errors {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            continue;
-        }
-        err(format!("writing to {name} failed: {e}"));
-        code = 3;
-    }
-    if code == 0 && a.common.fail_on_alert && report.run.alert_lines > 0 {
-        code = 1;
-    }
-    ExitCode::from(code)
+    let extra_text = report.files.iter().map(|f| f.to_text()).collect();
+    finish(&a.common, &report.run, Ending { extra_text, ..Ending::default() })
 }
 
 /// A one-line progress display on standard error (only when it is a terminal): bytes read
@@ -580,45 +531,77 @@ fn live(a: LiveArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    if !a.common.quiet {
-        let _ = io::stderr().write_all(summary::to_text(&report).as_bytes());
-        for (name, c) in &lrep.ifaces {
-            let l = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
-            let _ = writeln!(
-                io::stderr(),
-                "live {name}: captured {}, kernel dropped {}, interface dropped {}, queue dropped {}",
-                l(&c.captured),
-                l(&c.pcap_dropped),
-                l(&c.pcap_if_dropped),
-                l(&c.queue_dropped_packets)
-            );
-        }
+    let mut extra_text = String::new();
+    for (name, c) in &lrep.ifaces {
+        let l = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
+        extra_text.push_str(&format!(
+            "live {name}: captured {}, kernel dropped {}, interface dropped {}, queue dropped {}\n",
+            l(&c.captured),
+            l(&c.pcap_dropped),
+            l(&c.pcap_if_dropped),
+            l(&c.queue_dropped_packets)
+        ));
     }
-    if let Some(p) = &a.common.summary_json {
-        let mut j = summary::to_json(&report);
-        j["live"] = serde_json::json!({
+    let extra_json = Some((
+        "live",
+        serde_json::json!({
             "sighup": lrep.hups,
             "stats_records": lrep.stats_records,
             "errors": lrep.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-        });
+        }),
+    ));
+    let runtime_errors = lrep.errors.iter().map(|e| e.to_string()).collect();
+    finish(&a.common, &report, Ending { extra_text, extra_json, runtime_errors, ..Ending::default() })
+}
+
+/// What a run adds to the common ending.
+#[derive(Default)]
+struct Ending {
+    /// Lines after the summary (per-file or per-interface figures).
+    extra_text: String,
+    /// One more key in the JSON summary.
+    extra_json: Option<(&'static str, serde_json::Value)>,
+    /// Bad or cut inputs: exit 2.
+    input_errors: Vec<String>,
+    /// Failures while running: exit 3.
+    runtime_errors: Vec<String>,
+}
+
+/// The end of every run: the summary (text unless --quiet, JSON when asked), the errors one
+/// line each, and the exit code (0 clean, 1 alerts with --fail-on-alert, 2 input, 3 runtime).
+fn finish(c: &CommonArgs, report: &RunReport, end: Ending) -> ExitCode {
+    if !c.quiet {
+        let text = summary::to_text(report) + &end.extra_text;
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+    if let Some(p) = &c.summary_json {
+        let mut j = summary::to_json(report);
+        if let Some((k, v)) = end.extra_json {
+            j[k] = v;
+        }
         if let Err(e) = std::fs::write(p, j.to_string() + "\n") {
             err(format!("cannot write the summary to {}: {e}", p.display()));
             return ExitCode::from(3);
         }
     }
     let mut code = 0u8;
-    for e in &lrep.errors {
+    for e in &end.input_errors {
+        err(e);
+        code = 2;
+    }
+    for e in &end.runtime_errors {
         err(e);
         code = 3;
     }
     for (name, e) in &report.output_errors {
+        // A reader that hung up (`portent replay x.pcap | head -1`) is not a failure.
         if e.kind() == io::ErrorKind::BrokenPipe {
             continue;
         }
         err(format!("writing to {name} failed: {e}"));
         code = 3;
     }
-    if code == 0 && a.common.fail_on_alert && report.alert_lines > 0 {
+    if code == 0 && c.fail_on_alert && report.alert_lines > 0 {
         code = 1;
     }
     ExitCode::from(code)
