@@ -139,7 +139,18 @@ pub fn read_stream(
     let mut consumed: u64 = 0;
     let mut last_progress: u64 = 0;
     let mut buffer = READ_BUFFER;
+    // Byte order of the current pcapng section; None for a classic pcap file.
+    let mut ng_big_endian: Option<bool> = None;
     loop {
+        if let Some(be) = ng_big_endian {
+            if let Some(len) = short_ng_block(reader.data(), be) {
+                return Err(CaptureError::Corrupt {
+                    path: path.into(),
+                    packets: st.packets,
+                    detail: format!("a pcapng block claims {len} bytes, less than the 12 of an empty block"),
+                });
+            }
+        }
         match reader.next() {
             Ok((offset, block)) => {
                 match block {
@@ -161,7 +172,10 @@ pub fn read_stream(
                             deliver(&mut st, &mut f, ts, i.linktype, b.data, b.origlen);
                         }
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => ifaces.clear(),
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                        ng_big_endian = Some(shb.big_endian());
+                        ifaces.clear();
+                    }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => ifaces.push(Interface {
                         linktype: LinkType(idb.linktype.0 as u32),
                         resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
@@ -243,6 +257,21 @@ pub fn read_stream(
     Ok(st)
 }
 
+/// The length of the next pcapng block when it is shorter than any valid block (12 bytes:
+/// type, length, trailing length). pcap-parser 0.17 subtracts 12 from it unchecked for some
+/// block types (a process-information block of length 4..11 panics in a build with overflow
+/// checks: found by the pcap_file fuzz target), so such a block stops here as corrupt.
+fn short_ng_block(data: &[u8], big_endian: bool) -> Option<u32> {
+    const SHB: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    let ty = data.get(0..4)?;
+    if ty == SHB {
+        return None; // a new section carries its own byte order; its parser checks its length
+    }
+    let b: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    let len = if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+    (len < 12).then_some(len)
+}
+
 fn refill_error(path: &Path, packets: u64, e: PcapError<&[u8]>) -> CaptureError {
     match e {
         PcapError::ReadError => CaptureError::Read { path: path.into(), err: io::Error::other("read error") },
@@ -315,6 +344,26 @@ mod tests {
         let (got, r) = read(&p);
         assert_eq!(got.len(), 2);
         assert!(matches!(r, Err(CaptureError::Truncated { packets: 2, .. })), "{r:?}");
+    }
+
+    /// fuzz/artifacts/pcap_file crash-018d3064: a pcapng section, then a process-information
+    /// block (type 0x80000001) whose length field says 4.
+    #[test]
+    fn a_pcapng_block_shorter_than_its_header_is_corrupt_not_a_panic() {
+        let mut v = Vec::new();
+        v.extend_from_slice(&[0x0a, 0x0d, 0x0d, 0x0a]);
+        v.extend_from_slice(&28u32.to_le_bytes());
+        v.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&(-1i64).to_le_bytes());
+        v.extend_from_slice(&28u32.to_le_bytes());
+        v.extend_from_slice(&0x8000_0001u32.to_le_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes());
+        v.extend_from_slice(&[0x58, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xeb, 0x00, 0x04, 0xa9, 0x35, 0x51]);
+        let (got, r) = read(&temp("short-block.pcapng", &v));
+        assert!(got.is_empty());
+        assert!(matches!(r, Err(CaptureError::Corrupt { .. })), "{r:?}");
     }
 
     #[test]
