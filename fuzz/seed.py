@@ -74,6 +74,22 @@ def main(root, dirs):
                     put(os.path.join(root, "dns_parse"), p)
                     put(os.path.join(root, "dns_tcp"), p)
                     n += 1
+    # NSM logs: the first byte picks the reader (0 Zeek TSV dns, 1 TSV conn, 2 JSON dns,
+    # 3 JSON conn, 4 eve), then a handful of real lines.
+    nsm = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "nsm")
+    for sub, _, names in os.walk(nsm):
+        for name in sorted(names):
+            if name.endswith(".gz") or name.endswith(".tsv"):
+                continue
+            lines = [l for l in open(os.path.join(sub, name), "rb").read().split(b"\n") if l and not l.startswith(b"#")]
+            if "eve" in name or "suricata" in sub:
+                pick = 4
+            elif name.endswith(".json") or b"{" in (lines[0][:1] if lines else b""):
+                pick = 3 if "conn" in name else 2
+            else:
+                pick = 1 if "conn" in name else 0
+            for k in range(0, min(len(lines), 60), 6):
+                put(os.path.join(root, "nsm_line"), bytes([pick]) + b"\n".join(lines[k:k + 6]))
     for expr in ["o1*o2+o3", "o1*(o2+o3)", "((o1^o2)<<3)%65536", "o4/(o3-o3)", "-(~o1)|o2&o3>>1"]:
         put(os.path.join(root, "formula"), expr.encode())
     print(f"seeded corpora under {root} ({n} DNS payloads)")
