@@ -108,13 +108,13 @@ struct LiveArgs {
     #[arg(long)]
     no_promisc: bool,
 
-    /// Bytes kept of each frame.
-    #[arg(long, value_name = "BYTES", default_value_t = 65535)]
-    snaplen: u32,
+    /// Bytes kept of each frame [default: 65535, or [capture] snaplen].
+    #[arg(long, value_name = "BYTES")]
+    snaplen: Option<u32>,
 
-    /// Kernel capture ring per interface, MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    buffer_mb: u32,
+    /// Kernel capture ring per interface, MiB [default: 64, or [capture] buffer_mb].
+    #[arg(long, value_name = "MIB")]
+    buffer_mb: Option<u32>,
 
     /// Capture filter (pcap-filter syntax). The default keeps DNS on port 53, TCP SYNs and
     /// IP fragments, with or without a VLAN tag; --bpf "" captures everything.
@@ -461,17 +461,24 @@ fn live(a: LiveArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
-    if a.snaplen == 0 || a.snaplen > 262_144 {
-        return usage(format!("--snaplen {}: must be between 1 and 262144", a.snaplen));
+    // Flags win over the configuration file's [capture] section.
+    let snaplen = a.snaplen.unwrap_or(cfg.capture.snaplen);
+    let buffer_mb = a.buffer_mb.unwrap_or(cfg.capture.buffer_mb);
+    if snaplen == 0 || snaplen > 262_144 {
+        return usage(format!("--snaplen {snaplen}: must be between 1 and 262144"));
     }
-    if a.buffer_mb == 0 || a.buffer_mb > 2047 {
-        return usage(format!("--buffer-mb {}: must be between 1 and 2047", a.buffer_mb));
+    if buffer_mb == 0 || buffer_mb > 2047 {
+        return usage(format!("--buffer-mb {buffer_mb}: must be between 1 and 2047"));
     }
     let lcfg = LiveConfig {
-        promisc: !a.no_promisc,
-        snaplen: a.snaplen as i32,
-        buffer_bytes: (a.buffer_mb as i32) << 20,
-        filter: a.bpf.clone().unwrap_or_else(|| live::DEFAULT_FILTER.to_string()),
+        promisc: cfg.capture.promisc && !a.no_promisc,
+        snaplen: snaplen as i32,
+        buffer_bytes: (buffer_mb as i32) << 20,
+        filter: a
+            .bpf
+            .clone()
+            .or_else(|| cfg.capture.bpf.clone())
+            .unwrap_or_else(|| live::DEFAULT_FILTER.to_string()),
     };
     // A typo in the filter is caught before any interface opens (and without privileges).
     if let Err(e) = live::check_filter(&lcfg.filter) {

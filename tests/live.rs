@@ -265,3 +265,18 @@ fn live_capture_on_a_veth_matches_replay() {
     assert!(Path::new(&alerts).is_file());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn the_capture_section_of_the_configuration_file_is_used() {
+    let d = std::env::temp_dir().join(format!("portent-live-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let cfg = d.join("site.toml");
+    std::fs::write(&cfg, "[capture]\nbpf = \"udp port fiftythree\"\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_portent"))
+        .args(["live", "-i", "lo", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad filter expression") && err.contains("fiftythree"), "{err}");
+}
