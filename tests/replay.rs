@@ -264,3 +264,22 @@ fn a_closed_pipe_on_standard_output_ends_quietly() {
     assert!(out.contains("status=0"), "portent's own exit status: {out} {err}");
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
 }
+
+#[test]
+fn standard_input_is_read_like_a_file() {
+    let d = tmpdir("stdin");
+    let cap = project_capture("dns-calc.pcap");
+    let script = format!(
+        "cat {} | {} replay -q --alerts {} -",
+        cap.display(),
+        bin().display(),
+        d.join("stdin.ndjson").display()
+    );
+    let o = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["replay", "-q", "--alerts", d.join("file.ndjson").to_str().unwrap(), cap.to_str().unwrap()]);
+    assert!(o.status.success());
+    let (a, b) = (ndjson(&d.join("stdin.ndjson")), ndjson(&d.join("file.ndjson")));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+}
