@@ -222,6 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    init_logging();
     match cli.cmd {
         Cmd::Replay(a) => replay(a),
         Cmd::Config(a) => cli::config(a),
@@ -231,6 +232,20 @@ fn main() -> ExitCode {
         Cmd::Live(a) => live(a),
         Cmd::Ingest(a) => ingest(a),
     }
+}
+
+/// Diagnostics go through `tracing` to standard error, at the level RUST_LOG names
+/// (`RUST_LOG=info`, `RUST_LOG=portent=debug`; default: warnings only). Standard output
+/// carries alert records and nothing else.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn err(msg: impl std::fmt::Display) {

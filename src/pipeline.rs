@@ -172,6 +172,7 @@ pub fn replay(
         if engine.aborted() {
             break;
         }
+        tracing::info!(file = %path.display(), "reading");
         let r = capture::read_file(
             path,
             |p| engine.packet(p),
@@ -179,8 +180,14 @@ pub fn replay(
         );
         bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         match r {
-            Ok(st) => engine.dispatcher.stats.unsupported_linktype += st.unsupported_linktype,
-            Err(e) => capture_errors.push(e),
+            Ok(st) => {
+                tracing::info!(file = %path.display(), packets = st.packets, bytes = st.bytes, "done");
+                engine.dispatcher.stats.unsupported_linktype += st.unsupported_linktype;
+            }
+            Err(e) => {
+                tracing::info!(file = %path.display(), "stopped: {e}");
+                capture_errors.push(e);
+            }
         }
     }
     engine.finish(capture_errors)
@@ -203,6 +210,12 @@ impl Engine {
     /// then starts the workers and the output thread.
     pub fn start(cfg: &Config, outputs: Outputs, progress: Arc<Progress>) -> Result<Engine, String> {
         let started = Instant::now();
+        tracing::info!(
+            workers = cfg.threads.max(1),
+            window_s = cfg.cache.window / crate::NANOS_PER_SEC,
+            formulas = cfg.calc.formulas.len(),
+            "pipeline starting"
+        );
         let n = cfg.threads.max(1);
         let cfg = Arc::new(cfg.clone());
         let cache = Arc::new(AnswerCache::new(cfg.cache.clone()));

@@ -277,9 +277,31 @@ fn standard_input_is_read_like_a_file() {
     );
     let o = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&["replay", "-q", "--alerts", d.join("file.ndjson").to_str().unwrap(), cap.to_str().unwrap()]);
+    let o =
+        run(&["replay", "-q", "--alerts", d.join("file.ndjson").to_str().unwrap(), cap.to_str().unwrap()]);
     assert!(o.status.success());
     let (a, b) = (ndjson(&d.join("stdin.ndjson")), ndjson(&d.join("file.ndjson")));
     assert_eq!(a.len(), 2);
     assert_eq!(a, b);
+}
+
+#[test]
+fn diagnostics_follow_rust_log_and_stay_off_standard_output() {
+    let cap = project_capture("dns-calc.pcap");
+    let quiet =
+        std::process::Command::new(bin()).args(["replay", "-q", cap.to_str().unwrap()]).output().unwrap();
+    assert!(stderr(&quiet).is_empty(), "no diagnostics by default: {}", stderr(&quiet));
+    let o = std::process::Command::new(bin())
+        .env("RUST_LOG", "info")
+        .args(["replay", "-q", cap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(err.contains("INFO") && err.contains("reading") && err.contains("dns-calc.pcap"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 2);
+    for l in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["event.kind"], "alert");
+    }
 }
