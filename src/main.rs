@@ -313,81 +313,55 @@ fn outputs(c: &CommonArgs) -> Result<Outputs, String> {
     Ok(Outputs { alerts, dns_log })
 }
 
+/// Prints an error as the one-line `portent: ...` message and turns it into `code`, so
+/// that a run reads top to bottom with `?`.
+fn or_exit<T>(r: Result<T, impl std::fmt::Display>, code: u8) -> Result<T, ExitCode> {
+    r.map_err(|e| {
+        err(e);
+        ExitCode::from(code)
+    })
+}
+
 fn replay(a: ReplayArgs) -> ExitCode {
-    let cfg = match config(&a.common) {
-        Ok(c) => c,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(2);
+    let run = || -> Result<ExitCode, ExitCode> {
+        let cfg = or_exit(config(&a.common), 2)?;
+        let outs = or_exit(outputs(&a.common), 2)?;
+        let progress = Arc::new(Progress::default());
+        let meter = (!a.common.quiet && io::stderr().is_terminal())
+            .then(|| ProgressMeter::start(&a.files, progress.clone()));
+        let report = pipeline::replay(&a.files, &cfg, outs, progress);
+        if let Some(m) = meter {
+            m.stop();
         }
+        let report = or_exit(report, 3)?;
+        let input_errors = report.capture_errors.iter().map(|e| e.to_string()).collect();
+        Ok(finish(&a.common, &report, Ending { input_errors, ..Ending::default() }))
     };
-    let outs = match outputs(&a.common) {
-        Ok(o) => o,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(2);
-        }
-    };
-    let progress = Arc::new(Progress::default());
-    let meter = (!a.common.quiet && io::stderr().is_terminal())
-        .then(|| ProgressMeter::start(&a.files, progress.clone()));
-    let report = pipeline::replay(&a.files, &cfg, outs, progress);
-    if let Some(m) = meter {
-        m.stop();
-    }
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(3);
-        }
-    };
-    let input_errors = report.capture_errors.iter().map(|e| e.to_string()).collect();
-    finish(&a.common, &report, Ending { input_errors, ..Ending::default() })
+    run().unwrap_or_else(|code| code)
 }
 
 fn ingest(a: IngestArgs) -> ExitCode {
     use portent::ingest::{self, Input, Kind};
-    let mut inputs = Vec::new();
-    for (kind, files) in [(Kind::ZeekDns, &a.zeek_dns), (Kind::ZeekConn, &a.zeek_conn), (Kind::Eve, &a.eve)] {
-        inputs.extend(files.iter().map(|p| Input { path: p.clone(), kind }));
-    }
-    if inputs.is_empty() {
-        err("ingest: give at least one of --zeek-dns, --zeek-conn, --eve");
-        return ExitCode::from(2);
-    }
-    let mut cfg = match config(&a.common) {
-        Ok(c) => c,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(2);
+    let run = || -> Result<ExitCode, ExitCode> {
+        let mut inputs = Vec::new();
+        for (kind, files) in
+            [(Kind::ZeekDns, &a.zeek_dns), (Kind::ZeekConn, &a.zeek_conn), (Kind::Eve, &a.eve)]
+        {
+            inputs.extend(files.iter().map(|p| Input { path: p.clone(), kind }));
         }
-    };
-    cfg.event_module = Some(ingest::event_module(&inputs).to_string());
-    // Every file is sniffed before anything runs: a wrong file is a usage error.
-    let sources = match ingest::open_all(&inputs) {
-        Ok(s) => s,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(2);
+        if inputs.is_empty() {
+            return or_exit(Err("ingest: give at least one of --zeek-dns, --zeek-conn, --eve"), 2);
         }
+        let mut cfg = or_exit(config(&a.common), 2)?;
+        cfg.event_module = Some(ingest::event_module(&inputs).to_string());
+        // Every file is sniffed before anything runs: a wrong file is a usage error.
+        let sources = or_exit(ingest::open_all(&inputs), 2)?;
+        let outs = or_exit(outputs(&a.common), 2)?;
+        let report = or_exit(ingest::run(sources, &cfg, outs, Arc::new(Progress::default())), 3)?;
+        let extra_text = report.files.iter().map(|f| f.to_text()).collect();
+        Ok(finish(&a.common, &report.run, Ending { extra_text, ..Ending::default() }))
     };
-    let outs = match outputs(&a.common) {
-        Ok(o) => o,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(2);
-        }
-    };
-    let report = match ingest::run(sources, &cfg, outs, Arc::new(Progress::default())) {
-        Ok(r) => r,
-        Err(e) => {
-            err(e);
-            return ExitCode::from(3);
-        }
-    };
-    let extra_text = report.files.iter().map(|f| f.to_text()).collect();
-    finish(&a.common, &report.run, Ending { extra_text, ..Ending::default() })
+    run().unwrap_or_else(|code| code)
 }
 
 /// A one-line progress display on standard error (only when it is a terminal): bytes read
