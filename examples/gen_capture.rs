@@ -148,25 +148,12 @@ struct PcapWriter<W: Write> {
 
 impl<W: Write> PcapWriter<W> {
     fn new(mut w: W) -> io::Result<Self> {
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-        h.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        h.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
-        h.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-        w.write_all(&h)?;
+        w.write_all(&portent::capture::write::pcap_header(1))?; // LINKTYPE_ETHERNET
         Ok(PcapWriter { w, packets: 0, bytes: 24 })
     }
 
     fn record(&mut self, ts_us: u64, frame: &[u8]) -> io::Result<()> {
-        let len = frame.len() as u32;
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        h[8..12].copy_from_slice(&len.to_le_bytes());
-        h[12..16].copy_from_slice(&len.to_le_bytes());
+        let h = portent::capture::write::pcap_record_header(ts_us, frame.len());
         self.w.write_all(&h)?;
         self.w.write_all(frame)?;
         self.packets += 1;

@@ -297,25 +297,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// A classic little-endian microsecond pcap with the given link type and frames.
-    pub(crate) fn pcap_bytes(linktype: u32, frames: &[(u64, &[u8])]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-        v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&4u16.to_le_bytes());
-        v.extend_from_slice(&0i32.to_le_bytes());
-        v.extend_from_slice(&0u32.to_le_bytes());
-        v.extend_from_slice(&65535u32.to_le_bytes());
-        v.extend_from_slice(&linktype.to_le_bytes());
-        for (ts_us, f) in frames {
-            v.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-            v.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(f);
-        }
-        v
-    }
+    use crate::capture::write::pcap_bytes;
 
     fn temp(name: &str, bytes: &[u8]) -> PathBuf {
         let p = std::env::temp_dir().join(format!("portent-capture-{}-{name}", std::process::id()));
@@ -331,7 +313,7 @@ mod tests {
 
     #[test]
     fn reads_every_record_with_its_time() {
-        let p = temp("ok.pcap", &pcap_bytes(1, &[(1_500_000, &[1; 60]), (2_000_001, &[2; 70])]));
+        let p = temp("ok.pcap", &pcap_bytes(1, &[(1_500_000, &[1u8; 60][..]), (2_000_001, &[2u8; 70][..])]));
         let (got, r) = read(&p);
         assert_eq!(got, vec![(1_500_000_000, 60), (2_000_001_000, 70)]);
         assert_eq!(r.unwrap().packets, 2);

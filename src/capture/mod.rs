@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod live;
+pub mod write;
 
 pub use file::{read_file, read_stream, CaptureError, FileStats};
 

@@ -70,25 +70,10 @@ pub fn ndjson(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A little-endian microsecond pcap with the given link type.
+/// A little-endian microsecond pcap with the given link type; times in nanoseconds.
 pub fn pcap_bytes(linktype: u32, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&0i32.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&65535u32.to_le_bytes());
-    v.extend_from_slice(&linktype.to_le_bytes());
-    for (ts_ns, f) in frames {
-        let us = ts_ns / 1_000;
-        v.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
-        v.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        v.extend_from_slice(f);
-    }
-    v
+    let us: Vec<(u64, &[u8])> = frames.iter().map(|(ns, f)| (ns / 1_000, f.as_slice())).collect();
+    portent::capture::write::pcap_bytes(linktype, &us)
 }
 
 pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
