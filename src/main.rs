@@ -510,7 +510,7 @@ fn live(a: LiveArgs) -> ExitCode {
             return usage(e);
         }
     }
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(Progress::with_latency());
     let mut engine = match pipeline::Engine::start(&cfg, outs, progress.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -543,6 +543,7 @@ fn live(a: LiveArgs) -> ExitCode {
         serde_json::json!({
             "sighup": lrep.hups,
             "stats_records": lrep.stats_records,
+            "alert_latency": progress.latency_summary(),
             "errors": lrep.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         }),
     ));

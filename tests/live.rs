@@ -245,6 +245,12 @@ fn live_capture_on_a_veth_matches_replay() {
     let iface = &last["interfaces"][&ns.va];
     assert_eq!(iface["pcap_dropped"], 0, "{last}");
     assert_eq!(iface["queue_dropped_packets"], 0, "{last}");
+    // Capture-to-alert latency is measured for every alert (hdrhistogram percentiles).
+    let lat = &last["alert_latency"];
+    assert_eq!(lat["count"], 2, "{last}");
+    for k in ["p50_us", "p99_us", "p999_us", "max_us"] {
+        assert!(lat[k].as_u64().is_some_and(|v| v >= 1), "{k} in {lat}");
+    }
     // Every DNS packet and SYN of the capture passed the filter and reached the engine.
     let captured = iface["captured"].as_u64().unwrap();
     let replay_summary = d.join("replay-summary.json");

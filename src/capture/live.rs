@@ -563,6 +563,7 @@ pub fn stats_record(
         "dns": {"udp_packets": r.dns_udp, "tcp_segments": r.dns_tcp_segments, "syns": r.syns, "fragments": r.fragments},
         "cache_entries": engine.cache().len(),
         "alerts": progress.alerts.load(Ordering::Relaxed),
+        "alert_latency": progress.latency_summary(),
         "sighup": signals.hup.load(Ordering::Relaxed),
     })
 }
