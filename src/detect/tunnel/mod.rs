@@ -3,7 +3,8 @@
 //!
 //! DNS traffic is grouped by (client, registered domain) — the Public Suffix List decides
 //! the registered domain (`domain`). Each group keeps counters over a window of packet time
-//! (default 60 s, a tumbling window anchored at the group's first message in it) and over a
+//! (default 60 s, sliding in half-window steps: the span scored always ends at the current
+//! message and covers between half a window and a whole one) and over a
 //! long horizon (default 24 h): query and response counts, distinct new subdomains, their
 //! lengths, entropy and encoded-alphabet share (`features`), the record-type mix, the
 //! NXDOMAIN share, bytes up and down, and an information-content estimate of the distinct
@@ -232,7 +233,42 @@ struct Window {
     bytes_up: u64,
     bytes_down: u64,
     single_query: bool,
-    alerted: bool,
+}
+
+impl Window {
+    fn is_empty(&self) -> bool {
+        self.queries == 0 && self.responses == 0
+    }
+
+    /// The counters of two adjacent spans taken together (`self` the earlier).
+    fn merged(&self, later: &Window) -> Window {
+        if self.is_empty() {
+            return later.clone();
+        }
+        let mut m = later.clone();
+        m.start = self.start.min(later.start);
+        m.last = self.last.max(later.last);
+        m.queries += self.queries;
+        m.responses += self.responses;
+        m.distinct += self.distinct;
+        m.sub_len_sum += self.sub_len_sum;
+        m.max_sub = m.max_sub.max(self.max_sub);
+        m.max_label = m.max_label.max(self.max_label);
+        m.entropy_sum += self.entropy_sum;
+        m.entropy_n += self.entropy_n;
+        for (a, b) in m.encoded.iter_mut().zip(self.encoded.iter()) {
+            *a += b;
+        }
+        for (a, b) in m.types.iter_mut().zip(self.types.iter()) {
+            *a += b;
+        }
+        m.txt_null_answers = m.txt_null_answers.saturating_add(self.txt_null_answers);
+        m.nxdomain += self.nxdomain;
+        m.bytes_up += self.bytes_up;
+        m.bytes_down += self.bytes_down;
+        m.single_query |= self.single_query;
+        m
+    }
 }
 
 const TYPE_NAMES: [&str; 7] = ["txt", "null", "cname", "mx", "any", "srv", "private"];
@@ -309,7 +345,14 @@ struct Group {
     last_seen: Nanos,
     last_query: Nanos,
     saw_query: bool,
+    /// The window slides in two halves: `w` is the current half, `earlier` the one before
+    /// it (empty when it is older than a whole window). Features are read over both, so the
+    /// span scored is always between half a window and a whole one, ending now: a burst
+    /// cannot hide by straddling a boundary.
     w: Window,
+    earlier: Window,
+    /// No new alert for this group before this time: one alert per group per window.
+    quiet_until: Nanos,
     long_start: Nanos,
     long_queries: u32,
     long_distinct: u32,
@@ -462,8 +505,12 @@ impl TunnelDetector {
         if !ev.msg.response {
             g.saw_query = true;
         }
-        if ev.ts >= g.w.start.saturating_add(cfg.window) {
-            g.w = Window { start: ev.ts, ..Window::default() };
+        let half = (cfg.window / 2).max(1);
+        if ev.ts >= g.w.start.saturating_add(half) {
+            let fresh = Window { start: ev.ts, ..Window::default() };
+            let old = std::mem::replace(&mut g.w, fresh);
+            // The half that just ended stays in view only while it is within a window.
+            g.earlier = if ev.ts < old.start.saturating_add(cfg.window) { old } else { Window::default() };
         }
         g.w.last = g.w.last.max(ev.ts);
         if ev.ts >= g.h_start.saturating_add(cfg.horizon) {
@@ -497,11 +544,11 @@ impl TunnelDetector {
                 ev.msg.answers.iter().filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL).count();
             g.w.txt_null_answers = g.w.txt_null_answers.saturating_add(tn as u32);
         }
-        if !g.w.alerted {
+        if ev.ts >= g.quiet_until {
             let fs = group_features(g, cfg);
             let (score, info_crossed) = score(&fs, cfg, g);
             if score >= cfg.threshold {
-                g.w.alerted = true;
+                g.quiet_until = ev.ts.saturating_add(cfg.window);
                 if info_crossed {
                     g.info_alerted = g.info_bits / 8.0;
                 }
@@ -551,6 +598,8 @@ impl TunnelDetector {
             last_query: 0,
             saw_query: false,
             w: Window { start: ts, last: ts, ..Window::default() },
+            earlier: Window::default(),
+            quiet_until: 0,
             long_start: ts,
             long_queries: 0,
             long_distinct: 0,
@@ -809,7 +858,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
 }
 
 fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
-    let w = &g.w;
+    let w = &g.earlier.merged(&g.w);
     let q = w.queries.max(1) as f64;
     let encoded: u32 = w.encoded.iter().sum();
     let unusual: u32 = w.types.iter().sum();
@@ -873,7 +922,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         ("T1071", "Application Layer Protocol"),
         ("T1071.004", "DNS"),
     );
-    let w = &g.w;
+    let w = &g.earlier.merged(&g.w);
     doc.insert("source.ip".into(), json!(g.client.to_string()));
     doc.insert("destination.ip".into(), json!(g.server.to_string()));
     doc.insert("dns.question.registered_domain".into(), json!(&*g.domain));

@@ -436,3 +436,24 @@ fn bench_ns_per_message() {
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
     eprintln!("{n} messages, {ns:.0} ns/message, stats {:?}", d.stats());
 }
+
+/// A burst that straddles what would be a fixed window boundary: the group opens with one
+/// ordinary query at T0, then 12 encoded queries in the 10 s before T0+60 s and 12 in the
+/// 10 s after. Cut at T0+60 s, neither half has the 15 new names the volume side needs; the
+/// sliding window sees all 24 together and alerts.
+#[test]
+fn a_burst_across_a_window_boundary_is_seen_whole() {
+    let mut d = det();
+    let mut out = Vec::new();
+    let mut rng = Rng(7);
+    feed(&mut d, T0, "10.0.0.9", &query("www.straddle.example", rtype::A), &mut out);
+    for i in 0..24u64 {
+        let name = format!("{}.straddle.example", rng.text(HEX, 40));
+        feed(&mut d, T0 + 50 * SEC + i * 20 * SEC / 24, "10.0.0.9", &query(&name, rtype::TXT), &mut out);
+    }
+    let alerts = by_rule(&out, "dns_tunneling");
+    assert_eq!(alerts.len(), 1, "{:?}", out.iter().map(|a| a.doc.get("event.reason")).collect::<Vec<_>>());
+    let a = alerts[0];
+    assert!(a.ts >= T0 + 60 * SEC, "raised once the burst passed the boundary");
+    assert!(a.doc["portent.tunnel.distinct_subdomains"].as_f64().unwrap() >= 15.0, "{:?}", a.doc);
+}
