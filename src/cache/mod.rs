@@ -48,7 +48,28 @@ pub struct CachedAnswer {
 #[derive(Debug, Default)]
 struct ClientEntry {
     answers: VecDeque<CachedAnswer>,
+    /// `fingerprint(addr, qname)` of each answer, in step with `answers`: the duplicate
+    /// check scans these 8-byte keys instead of up to 64 80-byte answers, and compares an
+    /// answer in full only when its fingerprint matches. Colliding names (even chosen ones)
+    /// only fall back to that full compare, so the result never depends on the hash.
+    keys: VecDeque<u64>,
     last_seen: Nanos,
+}
+
+/// Cheap, unkeyed hash of a name's bytes (FNV-1a): computed once per response.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn fingerprint(addr: IpAddr, name_hash: u64) -> u64 {
+    let a = match addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(17) ^ 0x5555
+        }
+    };
+    name_hash ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,16 +135,26 @@ impl AnswerCache {
         }
         let mut entry = self.map.entry(client).or_default();
         entry.last_seen = entry.last_seen.max(ts);
+        let entry = &mut *entry;
+        let nh = name_hash(&qname);
         let mut n = 0;
         for (addr, ttl) in addrs {
             n += 1;
+            let key = fingerprint(addr, nh);
             // A repeated answer refreshes the entry instead of taking a second slot.
-            if let Some(pos) = entry.answers.iter().position(|a| a.addr == addr && *a.qname == *qname) {
+            let answers = &entry.answers;
+            let dup = entry.keys.iter().enumerate().position(|(i, k)| {
+                *k == key && answers.get(i).is_some_and(|a| a.addr == addr && *a.qname == *qname)
+            });
+            if let Some(pos) = dup {
                 entry.answers.remove(pos);
+                entry.keys.remove(pos);
             } else if entry.answers.len() >= self.cfg.max_per_client {
                 entry.answers.pop_front();
+                entry.keys.pop_front();
                 self.evicted_answers.fetch_add(1, Ordering::Relaxed);
             }
+            entry.keys.push_back(key);
             entry.answers.push_back(CachedAnswer {
                 ts,
                 addr,
@@ -164,6 +195,7 @@ impl AnswerCache {
             }
             while e.answers.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
                 e.answers.pop_front();
+                e.keys.pop_front();
             }
             let keep = !e.answers.is_empty();
             gone += u64::from(!keep);
@@ -293,6 +325,31 @@ mod tests {
         let addrs: Vec<_> = snap[0].1.iter().map(|a| a.addr).collect();
         assert_eq!(addrs, vec![ip("2.2.2.2"), ip("3.3.3.3")]);
         assert_eq!(c.stats().evicted_answers, 1);
+    }
+
+    #[test]
+    fn a_repeated_answer_refreshes_its_slot() {
+        let c = AnswerCache::new(CacheConfig::default());
+        let (client, dns) = (ip("10.0.0.5"), ip("8.8.8.8"));
+        c.insert(client, dns, S, &response("a.example", &[[1, 1, 1, 1], [2, 2, 2, 2]]));
+        c.insert(client, dns, 2 * S, &response("b.example", &[[1, 1, 1, 1]]));
+        c.insert(client, dns, 3 * S, &response("a.example", &[[1, 1, 1, 1]]));
+        let snap = c.snapshot();
+        let got: Vec<_> = snap[0].1.iter().map(|a| (a.addr, a.qname.to_string(), a.ts)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (ip("2.2.2.2"), "a.example".to_string(), S),
+                (ip("1.1.1.1"), "b.example".to_string(), 2 * S),
+                (ip("1.1.1.1"), "a.example".to_string(), 3 * S),
+            ]
+        );
+        // The fingerprints moved with their answers: expiry and a later refresh still line up.
+        c.expire(S + c.config().window + 1);
+        c.insert(client, dns, 4 * S, &response("b.example", &[[1, 1, 1, 1]]));
+        let snap = c.snapshot();
+        let got: Vec<_> = snap[0].1.iter().map(|a| (a.qname.to_string(), a.ts)).collect();
+        assert_eq!(got, vec![("a.example".to_string(), 3 * S), ("b.example".to_string(), 4 * S)]);
     }
 
     #[test]
