@@ -177,7 +177,8 @@ struct CommonArgs {
     #[arg(long, value_name = "PATH")]
     dns_log: Option<PathBuf>,
 
-    /// Decoder worker threads (default: the number of cores). Output is the same for any N.
+    /// Decoder worker threads (default: the number of cores). Output is the same for any N
+    /// while no state table reaches its cap (the summary counts evictions).
     #[arg(short = 't', long, value_name = "N")]
     threads: Option<usize>,
 

@@ -11,8 +11,10 @@
 //! Determinism: batches close every `batch_packets` input packets whatever the thread count,
 //! every worker sees every batch boundary with the same packet clock, and the output orders
 //! lines by (packet index, phase, time, text). So the same input gives the same output for
-//! any `--threads`. (One exception, documented: when the answer cache overflows its global
-//! cap, which clients are evicted depends on thread timing.)
+//! any `--threads` as long as no state table reaches its cap. Caps are totals split evenly
+//! across workers, and each worker evicts its least recently used entries, so once a cap is
+//! reached which entries go depends on how clients fall across workers (and, for the shared
+//! answer cache, on thread timing). Every eviction is counted in the summary.
 
 use crate::cache::{AnswerCache, CacheStats};
 use crate::capture::{self, CaptureError, RawPacket};
@@ -605,13 +607,21 @@ struct Worker {
 
 impl Worker {
     fn new(id: usize, n: usize, cfg: Arc<Config>, cache: Arc<AnswerCache>) -> Result<Worker, String> {
+        // The detectors' caps are totals for the sensor: each worker gets its share, so that
+        // memory does not grow with --threads.
+        let share = |cap: usize| cap.div_ceil(n).max(1);
+        let mut calc = cfg.calc.clone();
+        calc.max_dedup = share(calc.max_dedup);
+        let mut tunnel = cfg.tunnel.clone();
+        tunnel.max_groups = share(tunnel.max_groups);
+        tunnel.max_reputation_pairs = share(tunnel.max_reputation_pairs);
         Ok(Worker {
             id,
             n,
-            txns: cfg.dns_log.then(|| Transactions::new(cfg.dns_timeout, cfg.max_pending_queries)),
-            tcp: TcpDnsStreams::new(cfg.max_tcp_streams),
-            calc: CalcDetector::new(cfg.calc.clone()),
-            tunnel: TunnelDetector::new(cfg.tunnel.clone())?,
+            txns: cfg.dns_log.then(|| Transactions::new(cfg.dns_timeout, share(cfg.max_pending_queries))),
+            tcp: TcpDnsStreams::new(share(cfg.max_tcp_streams)),
+            calc: CalcDetector::new(calc),
+            tunnel: TunnelDetector::new(tunnel)?,
             cfg,
             cache,
             stats: WorkerStats::default(),

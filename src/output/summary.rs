@@ -62,6 +62,19 @@ pub fn to_json(r: &RunReport) -> Value {
             "transactions": {"answered": r.txn.answered, "unanswered": r.txn.unanswered, "unsolicited": r.txn.unsolicited, "evicted": r.txn.evicted},
         },
         "syns": r.reader.syns,
+        "tunnel": {
+            "groups": r.tunnel.iter().map(|t| t.groups as u64).sum::<u64>(),
+            "groups_evicted": r.tunnel.iter().map(|t| t.evictions).sum::<u64>(),
+            "groups_expired": r.tunnel.iter().map(|t| t.expired).sum::<u64>(),
+            "allowlisted_client": r.tunnel.iter().map(|t| t.allowlisted_client).sum::<u64>(),
+            "allowlisted_domain": r.tunnel.iter().map(|t| t.allowlisted_domain).sum::<u64>(),
+        },
+        "calc": {
+            "syns": r.calc.iter().map(|c| c.syns).sum::<u64>(),
+            "matches": r.calc.iter().map(|c| c.matches).sum::<u64>(),
+            "suppressed_repeats": r.calc.iter().map(|c| c.suppressed).sum::<u64>(),
+            "dedup_evicted": r.calc.iter().map(|c| c.dedup_evictions).sum::<u64>(),
+        },
         "cache": {
             "clients": r.cache.clients,
             "answers": r.cache.answers,
@@ -147,6 +160,12 @@ pub fn to_text(r: &RunReport) -> String {
     s.push_str(&format!(
         "  cache: {} clients, {} answers; evicted {} answers, {} clients\n",
         r.cache.clients, r.cache.answers, r.cache.evicted_answers, r.cache.evicted_clients
+    ));
+    let groups: usize = r.tunnel.iter().map(|t| t.groups).sum();
+    let evicted: u64 = r.tunnel.iter().map(|t| t.evictions).sum();
+    let dedup_evicted: u64 = r.calc.iter().map(|c| c.dedup_evictions).sum();
+    s.push_str(&format!(
+        "  state: {groups} tunneling groups ({evicted} evicted at the cap); DNS Calculation dedup evicted {dedup_evicted}\n"
     ));
     s.push_str(&format!("  alerts: {}", r.alert_lines));
     if r.alerts_by_rule.is_empty() {
