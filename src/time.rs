@@ -26,6 +26,81 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// ISO 8601 / RFC 3339 date-time → Nanos: `2018-03-24T17:15:20.865716Z`,
+/// `2019-08-22T23:48:27.924120+0000`, `+00:00`, a space for the `T`, no zone (UTC).
+pub fn parse_iso(s: &str) -> Option<Nanos> {
+    let b = s.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let d = b.get(r)?;
+        if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(d).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ns: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let mut digits = 0;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if digits < 9 {
+                ns = ns * 10 + i64::from(c - b'0');
+            }
+            digits += 1;
+            i += 1;
+        }
+        if digits == 0 {
+            return None;
+        }
+        for _ in digits..9 {
+            ns *= 10;
+        }
+    }
+    let offset_secs: i64 = match b.get(i..) {
+        None | Some([]) | Some([b'Z' | b'z']) => 0,
+        Some([sign @ (b'+' | b'-'), rest @ ..]) => {
+            let digits: Vec<u8> = rest.iter().copied().filter(|c| *c != b':').collect();
+            if digits.len() != 4 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = |k: usize| i64::from(digits.get(k).map_or(0, |c| c - b'0'));
+            let off = (v(0) * 10 + v(1)) * 3600 + (v(2) * 10 + v(3)) * 60;
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
+    let total = i128::from(secs) * 1_000_000_000 + i128::from(ns);
+    Nanos::try_from(total).ok()
+}
+
+/// Howard Hinnant's proleptic Gregorian date → days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,32 +62,8 @@ fn text(a: &Value, key: &str) -> String {
 
 /// `@timestamp` (RFC 3339, UTC, as portent writes it) as seconds since the epoch.
 pub fn parse_time(t: &str) -> Option<f64> {
-    let b = t.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { t.get(r)?.parse().ok() };
-    if b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') {
-        return None;
-    }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let frac = match (b.get(19), t.get(19..)) {
-        (Some(b'.'), Some(rest)) => {
-            let digits: String = rest.chars().skip(1).take_while(|c| c.is_ascii_digit()).collect();
-            format!("0.{digits}").parse::<f64>().unwrap_or(0.0)
-        }
-        _ => 0.0,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + frac)
+    let ns = crate::time::parse_iso(t)?;
+    Some((ns / 1_000_000_000) as f64 + (ns % 1_000_000_000) as f64 / 1e9)
 }
 
 const RULE_COLOURS: [(&str, &str); 5] = [
