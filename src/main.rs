@@ -9,6 +9,7 @@ use portent::config::Config;
 use portent::detect::formula::Formula;
 use portent::detect::reputation::DomainSet;
 use portent::net::CidrSet;
+use portent::output::kafka::{Delivery, KafkaOut};
 use portent::output::{summary, Sink};
 use portent::pipeline::{self, Outputs, Progress, RunReport};
 use std::io::{self, IsTerminal, Write};
@@ -227,6 +228,39 @@ struct CommonArgs {
     /// Exit with status 1 when any alert was raised.
     #[arg(long)]
     fail_on_alert: bool,
+
+    /// This sensor's name: observer.name on every record and part of every alert's event.id
+    /// [default: the host name, or general.sensor_name from --config].
+    #[arg(long, value_name = "NAME")]
+    sensor_name: Option<String>,
+
+    /// Also send alerts (and DNS records, with --kafka-dns-topic) to Kafka: bootstrap
+    /// brokers, HOST:PORT[,HOST:PORT...]. Same NDJSON as the files, keyed by client address.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Kafka")]
+    kafka_brokers: Option<String>,
+
+    /// Topic for alerts [default: portent-alerts].
+    #[arg(long, value_name = "TOPIC", help_heading = "Kafka")]
+    kafka_alerts_topic: Option<String>,
+
+    /// Topic for DNS transaction records (none are sent without it).
+    #[arg(long, value_name = "TOPIC", help_heading = "Kafka")]
+    kafka_dns_topic: Option<String>,
+
+    /// Where records wait while the broker is unreachable or slow; one directory per sensor
+    /// [default: /var/lib/portent/kafka-spool].
+    #[arg(long, value_name = "DIR", help_heading = "Kafka")]
+    kafka_spool_dir: Option<PathBuf>,
+
+    /// Most the spool holds, MiB; when full, the oldest DNS records go first, alerts last
+    /// [default: 1024].
+    #[arg(long, value_name = "MIB", help_heading = "Kafka")]
+    kafka_spool_mb: Option<u64>,
+
+    /// At exit, seconds spent delivering before the rest is left in the spool for the next
+    /// start [default: 10].
+    #[arg(long, value_name = "SECS", help_heading = "Kafka")]
+    kafka_flush_timeout: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -286,7 +320,12 @@ fn config(c: &CommonArgs) -> Result<Config, String> {
         cfg.cache.window = w.saturating_mul(portent::NANOS_PER_SEC);
         cfg.calc.window = cfg.cache.window;
     }
-    cfg.dns_log = c.dns_log.is_some();
+    if let Some(n) = &c.sensor_name {
+        cfg.sensor_name = portent::config::sensor_name(n).map_err(|e| format!("--sensor-name {e}"))?;
+    }
+    kafka_flags(c, &mut cfg.kafka)?;
+    // DNS records are built when a file or a Kafka topic wants them.
+    cfg.dns_log = c.dns_log.is_some() || (cfg.kafka.brokers.is_some() && cfg.kafka.dns_topic.is_some());
     cfg.calc.calc_without_dns |= c.calc_without_dns;
     cfg.calc.include_internal |= c.include_internal;
     for f in &c.formula {
@@ -313,7 +352,61 @@ fn config(c: &CommonArgs) -> Result<Config, String> {
     Ok(cfg)
 }
 
-fn outputs(c: &CommonArgs) -> Result<Outputs, String> {
+/// The --kafka-* flags over the configuration file's [kafka] section.
+fn kafka_flags(c: &CommonArgs, k: &mut portent::output::kafka::KafkaSettings) -> Result<(), String> {
+    use portent::config::{MAX_FLUSH_SECS, MAX_SPOOL_MB};
+    use portent::output::kafka::{check_brokers, check_topic};
+    if let Some(b) = &c.kafka_brokers {
+        check_brokers(b).map_err(|e| format!("--kafka-brokers {e}"))?;
+        k.brokers = Some(b.trim().to_string());
+    }
+    if let Some(t) = &c.kafka_alerts_topic {
+        check_topic(t).map_err(|e| format!("--kafka-alerts-topic {e}"))?;
+        k.alerts_topic = t.clone();
+    }
+    if let Some(t) = &c.kafka_dns_topic {
+        check_topic(t).map_err(|e| format!("--kafka-dns-topic {e}"))?;
+        k.dns_topic = Some(t.clone());
+    }
+    if k.dns_topic.as_ref() == Some(&k.alerts_topic) {
+        return Err(format!("--kafka-dns-topic {}: must differ from the alerts topic", k.alerts_topic));
+    }
+    if let Some(d) = &c.kafka_spool_dir {
+        k.spool_dir = d.clone();
+    }
+    if let Some(mb) = c.kafka_spool_mb {
+        if mb == 0 || mb > MAX_SPOOL_MB as u64 {
+            return Err(format!("--kafka-spool-mb {mb}: must be between 1 and {MAX_SPOOL_MB}"));
+        }
+        k.spool_mb = mb;
+    }
+    if let Some(s) = c.kafka_flush_timeout {
+        if s > MAX_FLUSH_SECS as u64 {
+            return Err(format!("--kafka-flush-timeout {s}: must be at most {MAX_FLUSH_SECS}"));
+        }
+        k.flush_timeout_secs = s;
+    }
+    let any = c.kafka_alerts_topic.is_some()
+        || c.kafka_dns_topic.is_some()
+        || c.kafka_spool_dir.is_some()
+        || c.kafka_spool_mb.is_some()
+        || c.kafka_flush_timeout.is_some();
+    if any && k.brokers.is_none() {
+        return Err("the --kafka-* options need --kafka-brokers (or kafka.brokers in --config)".into());
+    }
+    Ok(())
+}
+
+/// The Kafka output, when brokers are set. `mode` says whether the run may wait for the
+/// broker (replay, ingest) or must never block (live).
+fn kafka_output(cfg: &Config, mode: Delivery) -> Result<Option<KafkaOut>, String> {
+    if cfg.kafka.brokers.is_none() {
+        return Ok(None);
+    }
+    KafkaOut::start(&cfg.kafka, &format!("portent-{}", cfg.sensor_name), mode).map(Some)
+}
+
+fn outputs(c: &CommonArgs, cfg: &Config) -> Result<Outputs, String> {
     let stdout = |p: &PathBuf| p.as_os_str() == "-";
     if c.dns_log.as_ref().is_some_and(stdout) && stdout(&c.alerts) {
         return Err(
@@ -326,7 +419,8 @@ fn outputs(c: &CommonArgs) -> Result<Outputs, String> {
         Some(p) => Some(Sink::create(p).map_err(|e| format!("cannot open the DNS log: {e}"))?),
         None => None,
     };
-    Ok(Outputs { alerts, dns_log })
+    let kafka = kafka_output(cfg, Delivery::Backpressure)?;
+    Ok(Outputs { alerts, dns_log, kafka })
 }
 
 /// Prints an error as the one-line `portent: ...` message and turns it into `code`, so
@@ -341,7 +435,7 @@ fn or_exit<T>(r: Result<T, impl std::fmt::Display>, code: u8) -> Result<T, ExitC
 fn replay(a: ReplayArgs) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let cfg = or_exit(config(&a.common), 2)?;
-        let outs = or_exit(outputs(&a.common), 2)?;
+        let outs = or_exit(outputs(&a.common, &cfg), 2)?;
         let progress = Arc::new(Progress::default());
         let meter = (!a.common.quiet && io::stderr().is_terminal())
             .then(|| ProgressMeter::start(&a.files, progress.clone()));
@@ -372,7 +466,7 @@ fn ingest(a: IngestArgs) -> ExitCode {
         cfg.event_module = Some(ingest::event_module(&inputs).to_string());
         // Every file is sniffed before anything runs: a wrong file is a usage error.
         let sources = or_exit(ingest::open_all(&inputs), 2)?;
-        let outs = or_exit(outputs(&a.common), 2)?;
+        let outs = or_exit(outputs(&a.common, &cfg), 2)?;
         let report = or_exit(ingest::run(sources, &cfg, outs, Arc::new(Progress::default())), 3)?;
         let extra_text = report.files.iter().map(|f| f.to_text()).collect();
         Ok(finish(&a.common, &report.run, Ending { extra_text, ..Ending::default() }))
@@ -432,7 +526,11 @@ impl ProgressMeter {
 }
 
 /// Like `outputs`, but files are opened for appending and reopened on SIGHUP (logrotate).
-fn live_outputs(c: &CommonArgs, hup: &Arc<std::sync::atomic::AtomicU64>) -> Result<Outputs, String> {
+fn live_outputs(
+    c: &CommonArgs,
+    cfg: &Config,
+    hup: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Outputs, String> {
     use portent::capture::live::ReopeningFile;
     let stdout = |p: &PathBuf| p.as_os_str() == "-";
     if c.dns_log.as_ref().is_some_and(stdout) && stdout(&c.alerts) {
@@ -453,7 +551,9 @@ fn live_outputs(c: &CommonArgs, hup: &Arc<std::sync::atomic::AtomicU64>) -> Resu
         Some(p) => Some(sink(p, "DNS log")?),
         None => None,
     };
-    Ok(Outputs { alerts, dns_log })
+    // Live never waits for the broker: a blocked output would cost packets at the capture.
+    let kafka = kafka_output(cfg, Delivery::Spill)?;
+    Ok(Outputs { alerts, dns_log, kafka })
 }
 
 fn live(a: LiveArgs) -> ExitCode {
@@ -509,7 +609,7 @@ fn live(a: LiveArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let outs = match live_outputs(&a.common, &signals.hup) {
+    let outs = match live_outputs(&a.common, &cfg, &signals.hup) {
         Ok(o) => o,
         Err(e) => return usage(e),
     };
@@ -524,6 +624,13 @@ fn live(a: LiveArgs) -> ExitCode {
     if let Some(u) = &a.user {
         if let Err(e) = live::drop_privileges(u) {
             return usage(e);
+        }
+        // The spool gets new segment files while running: the user must be able to write.
+        if cfg.kafka.brokers.is_some() && !writable(&cfg.kafka.spool_dir) {
+            return usage(format!(
+                "--user {u} cannot write the Kafka spool {}; give it the directory (chown) or pick another with --kafka-spool-dir",
+                cfg.kafka.spool_dir.display()
+            ));
         }
     }
     let progress = Arc::new(Progress::with_latency());
@@ -565,6 +672,16 @@ fn live(a: LiveArgs) -> ExitCode {
     ));
     let runtime_errors = lrep.errors.iter().map(|e| e.to_string()).collect();
     finish(&a.common, &report, Ending { extra_text, extra_json, runtime_errors, ..Ending::default() })
+}
+
+/// Whether this process may create files in `dir`.
+fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access() reads a NUL-terminated path we own.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 /// What a run adds to the common ending.

@@ -27,6 +27,7 @@ use crate::detect::{Alert, DnsEvent, Syn};
 use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
 use crate::dns::{parse_message, DnsMessage};
+use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
 use crate::Nanos;
@@ -84,6 +85,8 @@ impl Progress {
 pub struct Outputs {
     pub alerts: Sink,
     pub dns_log: Option<Sink>,
+    /// Alerts (and DNS records, when it has a DNS topic) to Kafka as well.
+    pub kafka: Option<KafkaOut>,
 }
 
 /// Everything a run learned, for the summary and for tests.
@@ -107,6 +110,8 @@ pub struct RunReport {
     pub wall: Duration,
     /// The run stopped early because an output failed.
     pub aborted: bool,
+    /// The Kafka output's figures, when it was on.
+    pub kafka: Option<Arc<KafkaStats>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -174,6 +179,8 @@ struct WorkBatch {
 struct OutLine {
     key: (u64, u8, Nanos),
     text: String,
+    /// The client: the Kafka message key.
+    client: IpAddr,
     alert: Option<AlertMeta>,
 }
 
@@ -230,6 +237,7 @@ pub struct Engine {
     cache: Arc<AnswerCache>,
     abort: Arc<AtomicBool>,
     progress: Arc<Progress>,
+    kafka: Option<Arc<KafkaStats>>,
 }
 
 impl Engine {
@@ -272,6 +280,7 @@ impl Engine {
         }
         drop(pool_tx);
 
+        let kafka = outputs.kafka.as_ref().map(KafkaOut::stats);
         let out_abort = abort.clone();
         let out_progress = progress.clone();
         let output = std::thread::Builder::new()
@@ -287,6 +296,7 @@ impl Engine {
             cache,
             abort,
             progress,
+            kafka,
         })
     }
 
@@ -355,9 +365,14 @@ impl Engine {
         &self.dispatcher.stats
     }
 
+    /// The Kafka output's live figures, when it is on.
+    pub fn kafka_stats(&self) -> Option<&Arc<KafkaStats>> {
+        self.kafka.as_ref()
+    }
+
     /// End of input: flushes every worker, waits for the output, and reports.
     pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
-        let Engine { started, mut dispatcher, handles, output, cache, abort, progress } = self;
+        let Engine { started, mut dispatcher, handles, output, cache, abort, progress, kafka } = self;
         dispatcher.finish();
         progress.packets.store(dispatcher.stats.packets, Ordering::Relaxed);
         let reader = dispatcher.stats.clone();
@@ -403,6 +418,7 @@ impl Engine {
             last_ts,
             wall: started.elapsed(),
             aborted: abort.load(Ordering::Relaxed),
+            kafka,
         })
     }
 }
@@ -753,17 +769,23 @@ impl Worker {
             if let Some(m) = &self.cfg.event_module {
                 doc.insert("event.module".into(), Value::String(m.clone()));
             }
+            doc.insert("observer.name".into(), Value::String(self.cfg.sensor_name.clone()));
+            let id = crate::detect::event_id(&self.cfg.sensor_name, a.rule, &doc);
+            doc.insert("event.id".into(), Value::String(id));
             let text = Value::Object(doc).to_string();
             self.lines.push(OutLine {
                 key: (seq, phase, a.ts),
                 text,
+                client: a.client,
                 alert: Some(AlertMeta { rule: a.rule, client: a.client, domain }),
             });
         }
         for t in self.done.drain(..) {
             let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
-            let text = Value::Object(dnslog::record(&t)).to_string();
-            self.lines.push(OutLine { key: (seq, phase, ts), text, alert: None });
+            let mut rec = dnslog::record(&t);
+            rec.insert("observer.name".into(), Value::String(self.cfg.sensor_name.clone()));
+            let text = Value::Object(rec).to_string();
+            self.lines.push(OutLine { key: (seq, phase, ts), text, client: t.key.client, alert: None });
         }
     }
 }
@@ -808,6 +830,9 @@ fn write_output(
                         }
                     }
                     outputs.alerts.line(&l.text);
+                    if let Some(k) = outputs.kafka.as_mut() {
+                        k.send(Kind::Alert, &l.client.to_string(), &l.text);
+                    }
                     let t = by_rule.entry(meta.rule.to_string()).or_default();
                     t.count += 1;
                     *t.clients.entry(meta.client).or_default() += 1;
@@ -819,17 +844,27 @@ fn write_output(
                     if let Some(s) = outputs.dns_log.as_mut() {
                         s.line(&l.text);
                     }
+                    if let Some(k) = outputs.kafka.as_mut().filter(|k| k.wants_dns()) {
+                        k.send(Kind::Dns, &l.client.to_string(), &l.text);
+                    }
                 }
             }
         }
         // Alerts are what an operator waits for: flush them every batch.
         outputs.alerts.flush();
+        if let Some(k) = outputs.kafka.as_mut() {
+            k.flush();
+        }
         progress.alerts.store(alerts, Ordering::Relaxed);
         if outputs.alerts.failed() || outputs.dns_log.as_ref().is_some_and(|s| s.failed()) {
             abort.store(true, Ordering::Relaxed);
         }
     }
     outputs.alerts.flush();
+    // Delivers what it can within its flush timeout; the rest waits in the spool.
+    if let Some(k) = outputs.kafka.take() {
+        k.close();
+    }
     let mut errors = Vec::new();
     let alert_lines = outputs.alerts.lines();
     let mut dns_lines = 0;

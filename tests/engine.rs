@@ -13,7 +13,7 @@ fn records_fed_directly_raise_the_same_alert_as_packets() {
     let d = tmpdir("engine");
     let alerts = d.join("alerts");
     let cfg = Config { threads: 2, event_module: Some("zeek".into()), ..Config::default() };
-    let outs = Outputs { alerts: Sink::create(&alerts).unwrap(), dns_log: None };
+    let outs = Outputs { alerts: Sink::create(&alerts).unwrap(), dns_log: None, kafka: None };
     let mut e = Engine::start(&cfg, outs, Arc::new(Progress::default())).unwrap();
     let client = "10.0.0.5".parse().unwrap();
     let resolver = "10.0.0.53".parse().unwrap();

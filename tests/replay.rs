@@ -114,6 +114,7 @@ fn replay_lib(files: &[PathBuf], threads: usize, dns_log: bool) -> (pipeline::Ru
     let outs = Outputs {
         alerts: Sink::create(&ap).unwrap(),
         dns_log: if dns_log { Some(Sink::create(&dp).unwrap()) } else { None },
+        kafka: None,
     };
     let r = pipeline::replay(files, &cfg, outs, Arc::new(Progress::default())).unwrap();
     let a = std::fs::read_to_string(&ap).unwrap();

@@ -565,6 +565,7 @@ pub fn stats_record(
         "alerts": progress.alerts.load(Ordering::Relaxed),
         "alert_latency": progress.latency_summary(),
         "sighup": signals.hup.load(Ordering::Relaxed),
+        "kafka": engine.kafka_stats().map(|k| k.to_json()),
     })
 }
 

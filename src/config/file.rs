@@ -12,6 +12,9 @@ use crate::detect::formula::Formula;
 use crate::detect::reputation::DomainSet;
 use crate::detect::tunnel::domain::SuffixSet;
 use crate::net::CidrSet;
+use crate::output::kafka::{
+    check_brokers, check_topic, KafkaSettings, MAX_MEMORY_RECORDS, MIN_MEMORY_RECORDS,
+};
 use crate::NANOS_PER_SEC;
 use serde::Deserialize;
 use std::fmt;
@@ -69,6 +72,7 @@ struct Doc {
     dns_tunneling: Option<Tunnel>,
     feeds: Option<Feeds>,
     capture: Option<Capture>,
+    kafka: Option<Kafka>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +84,7 @@ struct General {
     max_tcp_streams: Item<i64>,
     tcp_idle: Item<i64>,
     batch_packets: Item<i64>,
+    sensor_name: Item<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +160,18 @@ struct Capture {
     buffer_mb: Item<i64>,
     bpf: Item<String>,
     promisc: Item<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kafka {
+    brokers: Item<String>,
+    alerts_topic: Item<String>,
+    dns_topic: Item<String>,
+    spool_dir: Item<String>,
+    spool_mb: Item<i64>,
+    flush_timeout: Item<i64>,
+    memory_records: Item<i64>,
 }
 
 /// The file being read: for turning spans into lines and relative paths into real ones.
@@ -274,6 +291,9 @@ impl Config {
         if let Some(c) = &doc.capture {
             capture(&cx, c, &mut cfg.capture)?;
         }
+        if let Some(k) = &doc.kafka {
+            kafka(&cx, k, &mut cfg.kafka)?;
+        }
         Ok(cfg)
     }
 }
@@ -300,6 +320,64 @@ fn general(cx: &Cx, g: &General, cfg: &mut Config) -> Result<(), ConfigError> {
     }
     if let Some(v) = &g.batch_packets {
         cfg.batch_packets = cx.int(v, "general.batch_packets", 1, 1 << 20)? as usize;
+    }
+    if let Some(v) = &g.sensor_name {
+        cfg.sensor_name = sensor_name(v.get_ref()).map_err(|e| cx.err(v.span(), "general.sensor_name", e))?;
+    }
+    Ok(())
+}
+
+/// A sensor name: printable, without surrounding spaces, at most 255 bytes.
+pub fn sensor_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > 255 || t.chars().any(char::is_control) {
+        return Err(format!("{s:?}: a sensor name is 1 to 255 printable characters"));
+    }
+    Ok(t.to_string())
+}
+
+/// Spool size bound, MiB: at least 1, at most 1 TiB.
+pub const MAX_SPOOL_MB: i64 = 1 << 20;
+/// Exit flush timeout, seconds: at most an hour.
+pub const MAX_FLUSH_SECS: i64 = 3600;
+
+fn kafka(cx: &Cx, k: &Kafka, out: &mut KafkaSettings) -> Result<(), ConfigError> {
+    if let Some(v) = &k.brokers {
+        let b = v.get_ref().trim();
+        if b.is_empty() {
+            out.brokers = None;
+        } else {
+            check_brokers(b).map_err(|e| cx.err(v.span(), "kafka.brokers", e))?;
+            out.brokers = Some(b.to_string());
+        }
+    }
+    if let Some(v) = &k.alerts_topic {
+        check_topic(v.get_ref()).map_err(|e| cx.err(v.span(), "kafka.alerts_topic", e))?;
+        out.alerts_topic = v.get_ref().clone();
+    }
+    if let Some(v) = &k.dns_topic {
+        if v.get_ref().is_empty() {
+            out.dns_topic = None;
+        } else {
+            check_topic(v.get_ref()).map_err(|e| cx.err(v.span(), "kafka.dns_topic", e))?;
+            if *v.get_ref() == out.alerts_topic {
+                return Err(cx.err(v.span(), "kafka.dns_topic", "must differ from alerts_topic"));
+            }
+            out.dns_topic = Some(v.get_ref().clone());
+        }
+    }
+    if let Some(v) = &k.spool_dir {
+        out.spool_dir = cx.path(v, "kafka.spool_dir")?;
+    }
+    if let Some(v) = &k.spool_mb {
+        out.spool_mb = cx.int(v, "kafka.spool_mb", 1, MAX_SPOOL_MB)? as u64;
+    }
+    if let Some(v) = &k.flush_timeout {
+        out.flush_timeout_secs = cx.int(v, "kafka.flush_timeout", 0, MAX_FLUSH_SECS)? as u64;
+    }
+    if let Some(v) = &k.memory_records {
+        let (lo, hi) = (MIN_MEMORY_RECORDS as i64, MAX_MEMORY_RECORDS as i64);
+        out.memory_records = cx.int(v, "kafka.memory_records", lo, hi)? as usize;
     }
     Ok(())
 }
@@ -585,6 +663,9 @@ max_tcp_streams = {streams}
 tcp_idle = {tcp_idle}
 # Packets per batch handed from the reader to the workers.
 batch_packets = {batch}
+# observer.name on every record and part of every alert's event.id: this sensor's name in
+# a fleet. Default: the host name.
+# sensor_name = "span-01"
 
 [dns_calculation]
 # TimeWindow: how long a DNS answer stays usable for the rule, seconds.
@@ -690,6 +771,25 @@ buffer_mb = {buffer}
 bpf = {bpf:?}
 # Promiscuous mode (a SPAN or TAP port needs it).
 promisc = {promisc}
+
+[kafka]
+# Bootstrap brokers, HOST:PORT[,HOST:PORT...]; empty: no Kafka output. Records are the same
+# NDJSON as the files, keyed by the client's address.
+brokers = ""
+# Topic for alerts (every alert has an event.id for de-duplication).
+alerts_topic = {alerts_topic:?}
+# Topic for DNS transaction records; empty: none sent.
+dns_topic = ""
+# Where records wait while the broker is unreachable or slow (one directory per sensor).
+spool_dir = {spool_dir:?}
+# Most the spool holds, MiB; when full, the oldest DNS records go first, alerts last.
+spool_mb = {spool_mb}
+# At exit, seconds spent delivering before the rest is left in the spool for next time.
+flush_timeout = {flush_timeout}
+# Records held in memory on the way to the broker (the sensor's queue, and as many in the
+# Kafka client); past that they go to the spool. Smaller loses less to a crash during an
+# outage and writes more to disk.
+memory_records = {memory_records}
 "#,
         dns_timeout = s(d.dns_timeout),
         pending = d.max_pending_queries,
@@ -742,6 +842,11 @@ promisc = {promisc}
         buffer = cap.buffer_mb,
         bpf = cap.bpf.as_deref().unwrap_or(""),
         promisc = cap.promisc,
+        alerts_topic = d.kafka.alerts_topic,
+        spool_dir = d.kafka.spool_dir.display().to_string(),
+        spool_mb = d.kafka.spool_mb,
+        flush_timeout = d.kafka.flush_timeout_secs,
+        memory_records = d.kafka.memory_records,
     )
 }
 
@@ -791,6 +896,35 @@ mod tests {
         assert!(!cfg.capture.promisc);
         // Untouched keys keep their defaults.
         assert_eq!(cfg.tunnel.queries, 30);
+    }
+
+    #[test]
+    fn kafka_and_sensor_name_land_in_the_config() {
+        let cfg = parse(
+            "[general]\nsensor_name = \"span-07\"\n[kafka]\nbrokers = \"k1:9092,k2:9092\"\nalerts_topic = \"a\"\n\
+             dns_topic = \"d\"\nspool_dir = \"spool\"\nspool_mb = 5\nflush_timeout = 3\nmemory_records = 100\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.sensor_name, "span-07");
+        let k = &cfg.kafka;
+        assert_eq!(k.brokers.as_deref(), Some("k1:9092,k2:9092"));
+        assert_eq!((k.alerts_topic.as_str(), k.dns_topic.as_deref()), ("a", Some("d")));
+        assert_eq!(k.spool_dir, Path::new("/etc/portent/spool"));
+        assert_eq!((k.spool_mb, k.flush_timeout_secs, k.memory_records), (5, 3, 100));
+        // Empty strings switch off, as in the default file.
+        let cfg = parse("[kafka]\nbrokers = \"\"\ndns_topic = \"\"\n").unwrap();
+        assert_eq!((cfg.kafka.brokers, cfg.kafka.dns_topic), (None, None));
+        assert_eq!(
+            err("[kafka]\nbrokers = \"k1\"\n"),
+            "site.toml:2: kafka.brokers: \"k1\": expected HOST:PORT, e.g. kafka1:9092"
+        );
+        let e = err("[kafka]\n\nalerts_topic = \"bad topic\"\n");
+        assert!(e.starts_with("site.toml:3: kafka.alerts_topic: "), "{e}");
+        let e = err("[kafka]\ndns_topic = \"portent-alerts\"\n");
+        assert_eq!(e, "site.toml:2: kafka.dns_topic: must differ from alerts_topic");
+        assert_eq!(err("[kafka]\nspool_mb = 0\n"), "site.toml:2: kafka.spool_mb: must be at least 1");
+        let e = err("[general]\nsensor_name = \"  \"\n");
+        assert!(e.starts_with("site.toml:2: general.sensor_name: "), "{e}");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 
 mod file;
 
-pub use file::{default_file, ConfigError};
+pub use file::{default_file, sensor_name, ConfigError, MAX_FLUSH_SECS, MAX_SPOOL_MB};
 
 use crate::cache::CacheConfig;
 use crate::detect::calc::CalcConfig;
 use crate::detect::tunnel::TunnelConfig;
+use crate::output::kafka::KafkaSettings;
 use crate::Nanos;
 
 #[derive(Clone, Debug)]
@@ -35,6 +36,23 @@ pub struct Config {
     pub event_module: Option<String>,
     /// Live capture settings (`[capture]`); replay ignores them.
     pub capture: CaptureSettings,
+    /// `observer.name` on every record, and part of every alert's `event.id`: the sensor's
+    /// name in a fleet (default: the host name).
+    pub sensor_name: String,
+    /// Alerts and DNS records to Kafka (`[kafka]`).
+    pub kafka: KafkaSettings,
+}
+
+/// The host's name, for the default sensor name; "portent" when it cannot be read.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(buf.get(..end).unwrap_or(&[])) {
+        Ok(s) if rc == 0 && !s.is_empty() => s.to_string(),
+        _ => "portent".to_string(),
+    }
 }
 
 /// What `live` asks of the capture library. Stored here so that a file can set them; the
@@ -73,6 +91,8 @@ impl Default for Config {
             batch_packets: 4096,
             event_module: None,
             capture: CaptureSettings::default(),
+            sensor_name: host_name(),
+            kafka: KafkaSettings::default(),
         }
     }
 }

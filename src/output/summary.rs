@@ -90,6 +90,7 @@ pub fn to_json(r: &RunReport) -> Value {
         "gbit_per_second": r.reader.bytes as f64 * 8.0 / secs / 1e9,
         "first_packet": r.first_ts.map(crate::time::rfc3339),
         "last_packet": r.last_ts.map(crate::time::rfc3339),
+        "kafka": r.kafka.as_ref().map(|k| k.to_json()),
     })
 }
 
@@ -191,6 +192,10 @@ pub fn to_text(r: &RunReport) -> String {
     }
     if r.dns_lines > 0 {
         s.push_str(&format!("  dns log: {} records\n", r.dns_lines));
+    }
+    if let Some(k) = &r.kafka {
+        s.push_str("  ");
+        s.push_str(&k.to_text());
     }
     s
 }
