@@ -1,0 +1,497 @@
+//! Kafka output against a real Kafka-protocol broker (tansu, started here on 127.0.0.1),
+//! read back with a real consumer (confluent-kafka, `tests/kafka_consume.py`) and compared
+//! with the file output of the same run, record for record.
+//!
+//! The broker is `$PORTENT_TANSU`, or `${PORTENT_CACHE:-$HOME/.cache/portent}/tansu/bin/tansu`
+//! as `scripts/build-tansu.sh` builds it; each test skips with a message when the broker or
+//! the consumer is missing (CI provides both).
+//!
+//! tansu keeps its log in memory here, so killing it would lose what it had acknowledged,
+//! and the test could not tell the sensor's losses from the broker's. The outage is made
+//! with a TCP proxy in front of the broker instead: "down" resets every connection and
+//! refuses new ones, exactly what a sensor sees when its broker dies, and "up" lets it
+//! reconnect. The restart of the sensor itself is real (a second process).
+
+mod common;
+
+use common::{bin, project_capture, tmpdir};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn tansu_path() -> Option<PathBuf> {
+    let p = match std::env::var_os("PORTENT_TANSU") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = std::env::var_os("PORTENT_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/portent")
+            });
+            cache.join("tansu/bin/tansu")
+        }
+    };
+    p.is_file().then_some(p)
+}
+
+/// The broker and the consumer, or None (and a message) when either is missing.
+fn tools() -> Option<PathBuf> {
+    let Some(t) = tansu_path() else {
+        eprintln!(
+            "SKIP: no tansu broker (set PORTENT_TANSU or run scripts/build-tansu.sh); Kafka tests skipped"
+        );
+        return None;
+    };
+    let ok = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: python3 with confluent-kafka is missing (pip install confluent-kafka); Kafka tests skipped");
+        return None;
+    }
+    Some(t)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on 127.0.0.1:`port`, advertising `advertised` to clients; killed on drop.
+struct Tansu {
+    child: Child,
+}
+
+impl Tansu {
+    fn start(bin: &Path, port: u16, advertised: u16, topics: &[&str]) -> Tansu {
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{advertised}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Tansu { child };
+        wait_listening(port);
+        for topic in topics {
+            let o = Command::new(bin)
+                .args([
+                    "topic",
+                    "create",
+                    "--broker",
+                    &format!("tcp://127.0.0.1:{port}"),
+                    "--partitions",
+                    "3",
+                    topic,
+                ])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "create {topic}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        t
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on 127.0.0.1: `down` resets every connection through it and refuses new
+/// ones; `up` accepts again.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(target: u16, up: bool) -> Proxy {
+        let port = free_port();
+        let (upf, stop) = (Arc::new(AtomicBool::new(up)), Arc::new(AtomicBool::new(false)));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (u, s, c) = (upf.clone(), stop.clone(), conns.clone());
+        let thread = std::thread::spawn(move || {
+            let mut listener: Option<TcpListener> = None;
+            while !s.load(Ordering::Relaxed) {
+                if !u.load(Ordering::Relaxed) {
+                    // Closed: connecting is refused, as with a dead broker.
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                let l = listener.get_or_insert_with(|| {
+                    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+                    l.set_nonblocking(true).unwrap();
+                    l
+                });
+                match l.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                            continue;
+                        };
+                        let mut v = c.lock().unwrap();
+                        v.push(client.try_clone().unwrap());
+                        v.push(server.try_clone().unwrap());
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let p = Proxy { port, up: upf, stop, conns, thread: Some(thread) };
+        if up {
+            wait_listening(port);
+        }
+        p
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::Relaxed);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        // The listener is closed within one turn of the accept loop.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::Relaxed);
+        wait_listening(self.port);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.down();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// One record read back: (topic, partition, key, value).
+type Read_ = (String, i32, String, String);
+
+/// Reads every record of `topics` (each with how many are expected) with the real consumer.
+fn consume(port: u16, topics: &[(&str, usize)]) -> Vec<Read_> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_consume.py");
+    let mut args = vec![script.display().to_string(), format!("127.0.0.1:{port}")];
+    args.extend(topics.iter().map(|(t, n)| format!("{t}={n}")));
+    args.extend(["--timeout".into(), "60".into(), "--grace".into(), "2".into()]);
+    let o = Command::new("python3").args(&args).output().unwrap();
+    assert!(o.status.success(), "consumer failed: {}", String::from_utf8_lossy(&o.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&o.stderr).trim());
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(4, '\t');
+            let (t, p, k, v) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+            (t.to_string(), p.parse().unwrap(), k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn of_topic(recs: &[Read_], topic: &str) -> Vec<Read_> {
+    recs.iter().filter(|r| r.0 == topic).cloned().collect()
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Every record read carries its client as the key, and per key (one partition) the
+/// records come in the order of the file.
+fn check_keys_and_order(read: &[Read_], file: &[String]) {
+    let mut partition_of: HashMap<&str, i32> = HashMap::new();
+    let mut by_key_read: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (_, p, k, v) in read {
+        assert_eq!(json(v)["source.ip"].as_str(), Some(k.as_str()), "the key is the client: {v}");
+        assert_eq!(*partition_of.entry(k).or_insert(*p), *p, "one client, one partition");
+        by_key_read.entry(k).or_default().push(v);
+    }
+    let mut by_key_file: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for v in file {
+        let k = json(v)["source.ip"].as_str().unwrap().to_string();
+        by_key_file.entry(k).or_default().push(v);
+    }
+    for (k, v) in &by_key_read {
+        assert_eq!(Some(v), by_key_file.get(*k), "order of {k}'s records");
+    }
+}
+
+fn summary(p: &Path) -> Value {
+    json(&std::fs::read_to_string(p).unwrap())
+}
+
+#[test]
+fn kafka_records_equal_the_file_output_record_for_record() {
+    let Some(tansu) = tools() else {
+        return;
+    };
+    let d = tmpdir("kafka-equal");
+    let port = free_port();
+    let _broker = Tansu::start(&tansu, port, port, &["t-alerts", "t-dns"]);
+    let (a, l, s) = (d.join("alerts.ndjson"), d.join("dns.ndjson"), d.join("summary.json"));
+    let o = Command::new(bin())
+        .arg("replay")
+        .args([project_capture("dns-calc.pcap"), project_capture("iodine.pcap")])
+        .args(["-q", "--sensor-name", "test-sensor", "--kafka-brokers", &format!("127.0.0.1:{port}")])
+        .args(["--kafka-alerts-topic", "t-alerts", "--kafka-dns-topic", "t-dns"])
+        .arg("--kafka-spool-dir")
+        .arg(d.join("spool"))
+        .arg("-a")
+        .arg(&a)
+        .arg("--dns-log")
+        .arg(&l)
+        .arg("--summary-json")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (alerts, dns) = (lines(&a), lines(&l));
+    assert!(alerts.len() >= 3 && dns.len() > 100, "{} alerts, {} DNS records", alerts.len(), dns.len());
+    let read = consume(port, &[("t-alerts", alerts.len()), ("t-dns", dns.len())]);
+    let (ra, rd) = (of_topic(&read, "t-alerts"), of_topic(&read, "t-dns"));
+    // The same bytes, record for record.
+    assert_eq!(sorted(ra.iter().map(|r| r.3.clone()).collect()), sorted(alerts.clone()));
+    assert_eq!(sorted(rd.iter().map(|r| r.3.clone()).collect()), sorted(dns.clone()));
+    check_keys_and_order(&ra, &alerts);
+    check_keys_and_order(&rd, &dns);
+    // Every alert names the sensor and has its own id.
+    let mut ids: Vec<String> = Vec::new();
+    for a in &alerts {
+        let v = json(a);
+        assert_eq!(v["observer.name"], "test-sensor");
+        ids.push(v["event.id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), alerts.len(), "event.id is unique per alert");
+    let k = &summary(&s)["kafka"];
+    assert_eq!(k["delivered"]["alerts"], alerts.len() as u64, "{k}");
+    assert_eq!(k["delivered"]["dns"], dns.len() as u64, "{k}");
+    assert_eq!(k["spool"]["records"], 0, "{k}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// pcap global header and records of a file.
+fn pcap_records(p: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let b = std::fs::read(p).unwrap();
+    let (head, mut rest) = b.split_at(24);
+    let mut recs = Vec::new();
+    while rest.len() >= 16 {
+        let len = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let (r, tail) = rest.split_at(16 + len);
+        recs.push(r.to_vec());
+        rest = tail;
+    }
+    (head.to_vec(), recs)
+}
+
+/// Alerts read back, de-duplicated by event.id: each exactly once, and the same as the file.
+fn check_alerts_once(read: &[Read_], file: &[String]) {
+    let mut by_id: BTreeMap<String, &str> = BTreeMap::new();
+    for (_, _, _, v) in read {
+        let id = json(v)["event.id"].as_str().unwrap().to_string();
+        if let Some(prev) = by_id.insert(id, v) {
+            assert_eq!(prev, v, "two different alerts share an event.id");
+        }
+    }
+    let got: Vec<String> = by_id.values().map(|v| v.to_string()).collect();
+    assert_eq!(sorted(got), sorted(file.to_vec()), "every alert once after de-duplication by event.id");
+}
+
+#[test]
+fn a_broker_outage_mid_replay_loses_nothing() {
+    let Some(tansu) = tools() else {
+        return;
+    };
+    let d = tmpdir("kafka-outage");
+    let port = free_port();
+    let proxy = Proxy::start(port, true);
+    let _broker = Tansu::start(&tansu, port, proxy.port, &["o-alerts", "o-dns"]);
+    // Small batches so records flow while the input trickles in; a small memory bound so
+    // the outage reaches the spool.
+    let cfg = d.join("portent.toml");
+    std::fs::write(&cfg, "[general]\nbatch_packets = 16\n[kafka]\nmemory_records = 16\nflush_timeout = 30\n")
+        .unwrap();
+    let (a, l, s) = (d.join("alerts.ndjson"), d.join("dns.ndjson"), d.join("summary.json"));
+    let mut child = Command::new(bin())
+        .args(["replay", "-", "-q", "--threads", "2", "-c"])
+        .arg(&cfg)
+        .args(["--kafka-brokers", &format!("127.0.0.1:{}", proxy.port)])
+        .args(["--kafka-alerts-topic", "o-alerts", "--kafka-dns-topic", "o-dns", "--kafka-spool-dir"])
+        .arg(d.join("spool"))
+        .arg("-a")
+        .arg(&a)
+        .arg("--dns-log")
+        .arg(&l)
+        .arg("--summary-json")
+        .arg(&s)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (head, recs) = pcap_records(&project_capture("iodine.pcap"));
+    let third = recs.len() / 3;
+    stdin.write_all(&head).unwrap();
+    let feed = |stdin: &mut std::process::ChildStdin, part: &[Vec<u8>], pause: Duration| {
+        for chunk in part.chunks(64) {
+            for r in chunk {
+                stdin.write_all(r).unwrap();
+            }
+            stdin.flush().unwrap();
+            std::thread::sleep(pause);
+        }
+    };
+    feed(&mut stdin, &recs[..third], Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(500));
+    // The broker goes away in the middle of the replay, for longer than the sensor waits
+    // for it, while records keep coming.
+    proxy.down();
+    let t = Instant::now();
+    feed(&mut stdin, &recs[third..2 * third], Duration::from_millis(150));
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(t.elapsed()));
+    proxy.up();
+    feed(&mut stdin, &recs[2 * third..], Duration::from_millis(20));
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (alerts, dns) = (lines(&a), lines(&l));
+    assert!(!alerts.is_empty() && dns.len() > 100, "{} alerts, {} DNS records", alerts.len(), dns.len());
+    let k = &summary(&s)["kafka"];
+    eprintln!("kafka figures: {k}");
+    assert!(k["spooled"]["dns"].as_u64().unwrap() > 0, "the outage reached the spool: {k}");
+    assert!(k["resent_from_spool"]["dns"].as_u64().unwrap() > 0, "{k}");
+    assert_eq!(k["dropped_spool_full"]["dns"], 0, "{k}");
+    assert_eq!(k["dropped_spool_full"]["alerts"], 0, "{k}");
+    assert_eq!(k["spool"]["records"], 0, "all delivered in the end: {k}");
+    let read = consume(proxy.port, &[("o-alerts", alerts.len()), ("o-dns", dns.len())]);
+    check_alerts_once(&of_topic(&read, "o-alerts"), &alerts);
+    // DNS records: each at least once, nothing that the file does not have.
+    let rd = of_topic(&read, "o-dns");
+    let mut got: Vec<String> = rd.iter().map(|r| r.3.clone()).collect();
+    let n_read = got.len();
+    got = sorted(got);
+    got.dedup();
+    assert_eq!(got, {
+        let mut f = sorted(dns.clone());
+        f.dedup();
+        f
+    });
+    eprintln!("DNS records: {} in the file, {n_read} read ({} duplicates)", dns.len(), n_read - dns.len());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn records_left_in_the_spool_go_out_first_on_the_next_start() {
+    let Some(tansu) = tools() else {
+        return;
+    };
+    let d = tmpdir("kafka-restart");
+    let port = free_port();
+    let spool = d.join("spool");
+    let run = |capture: &str, tag: &str| {
+        let (a, l, s) =
+            (d.join(format!("{tag}.alerts")), d.join(format!("{tag}.dns")), d.join(format!("{tag}.json")));
+        let o = Command::new(bin())
+            .arg("replay")
+            .arg(project_capture(capture))
+            .args(["-q", "--kafka-brokers", &format!("127.0.0.1:{port}"), "--kafka-flush-timeout", "2"])
+            .args(["--kafka-alerts-topic", "r-alerts", "--kafka-dns-topic", "r-dns", "--kafka-spool-dir"])
+            .arg(&spool)
+            .arg("-a")
+            .arg(&a)
+            .arg("--dns-log")
+            .arg(&l)
+            .arg("--summary-json")
+            .arg(&s)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (lines(&a), lines(&l), summary(&s)["kafka"].clone())
+    };
+    // First run: no broker at all. Everything waits in the spool, and the run still ends
+    // cleanly.
+    let (a1, l1, k1) = run("dns-calc.pcap", "one");
+    assert_eq!(k1["spool"]["records"], (a1.len() + l1.len()) as u64, "{k1}");
+    assert_eq!(k1["delivered"]["alerts"], 0);
+    // Second run, with the broker back: the first run's records go first.
+    let _broker = Tansu::start(&tansu, port, port, &["r-alerts", "r-dns"]);
+    let (a2, l2, k2) = run("benign-lookups.pcap", "two");
+    assert_eq!(k2["recovered_at_start"], (a1.len() + l1.len()) as u64, "{k2}");
+    assert_eq!(k2["spool"]["records"], 0, "{k2}");
+    let all_alerts: Vec<String> = a1.iter().chain(&a2).cloned().collect();
+    let all_dns: Vec<String> = l1.iter().chain(&l2).cloned().collect();
+    let read = consume(port, &[("r-alerts", all_alerts.len()), ("r-dns", all_dns.len())]);
+    let (ra, rd) = (of_topic(&read, "r-alerts"), of_topic(&read, "r-dns"));
+    assert_eq!(
+        sorted(ra.iter().map(|r| r.3.clone()).collect()),
+        sorted(all_alerts.clone()),
+        "alerts once each"
+    );
+    assert_eq!(
+        sorted(rd.iter().map(|r| r.3.clone()).collect()),
+        sorted(all_dns.clone()),
+        "DNS records once each"
+    );
+    check_keys_and_order(&ra, &all_alerts);
+    check_keys_and_order(&rd, &all_dns);
+    let _ = std::fs::remove_dir_all(&d);
+}
