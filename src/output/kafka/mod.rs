@@ -190,7 +190,12 @@ impl KafkaStats {
         self.last_progress_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// The broker acknowledged something within `STALL`.
+    /// Nothing is waiting for the broker: the stall clock starts again from now.
+    fn idle(&self) {
+        self.last_progress_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The broker acknowledged something (or had nothing to do) within `STALL`.
     fn healthy(&self) -> bool {
         self.now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)) < STALL.as_millis() as u64
     }
@@ -595,8 +600,11 @@ fn ship<T: Transport>(
                 }
             },
             None => {
-                if closing.is_some() && t.in_flight() == 0 {
-                    break;
+                if t.in_flight() == 0 {
+                    if closing.is_some() {
+                        break;
+                    }
+                    st.idle();
                 }
                 t.poll(IDLE_WAIT);
                 if closing.is_none() {

@@ -27,6 +27,9 @@ const CLIENT_QUEUE_KBYTES: &str = "65536";
 
 /// Client errors repeat every few hundred ms while a broker is down: log one per this.
 const LOG_EVERY: Duration = Duration::from_secs(30);
+/// At start, how long to wait for the brokers' topic list (only to warn about a topic
+/// that does not exist).
+const METADATA_WAIT: Duration = Duration::from_secs(2);
 
 struct Context {
     stats: Arc<KafkaStats>,
@@ -100,7 +103,12 @@ impl ProducerContext for Context {
                     }
                     _ => {
                         add(&self.stats.failed, 1);
-                        tracing::error!("kafka: a record to {} failed for good: {e}", m.topic());
+                        if self.log_now() {
+                            tracing::error!(
+                                "kafka: a record to {} failed for good: {e} (counted as failed)",
+                                m.topic()
+                            );
+                        }
                     }
                 }
             }
@@ -144,6 +152,20 @@ impl Producer {
             .set("reconnect.backoff.max.ms", "1000")
             .create_with_context(ctx)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        // A missing topic does not lose records (they wait, then go to the spool at exit),
+        // but nothing arrives either: say so at once.
+        match p.client().fetch_metadata(None, METADATA_WAIT) {
+            Ok(md) => {
+                for t in topics.iter().filter(|t| !t.is_empty()) {
+                    if !md.topics().iter().any(|x| x.name() == t) {
+                        tracing::warn!("kafka: topic {t} does not exist on {brokers}; its records wait until it is created");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                "kafka: {brokers} not reachable yet ({e}); records wait in the queue and the spool"
+            ),
+        }
         Ok(Producer { p, topics })
     }
 }
