@@ -26,7 +26,7 @@ use crate::detect::tunnel::{TunnelDetector, TunnelStats};
 use crate::detect::{Alert, DnsEvent, Syn};
 use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
-use crate::dns::{parse_message, DnsMessage};
+use crate::dns::{parse_message_reusing, DnsMessage, Spare};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
 use crate::Nanos;
@@ -603,6 +603,8 @@ struct Worker {
     done: Vec<Transaction>,
     lines: Vec<OutLine>,
     tcp_msgs: Vec<Vec<u8>>,
+    /// Memory of finished messages, reused by the next parse.
+    spare: Spare,
 }
 
 impl Worker {
@@ -631,6 +633,7 @@ impl Worker {
             done: Vec::new(),
             lines: Vec::new(),
             tcp_msgs: Vec::new(),
+            spare: Spare::default(),
         })
     }
 
@@ -665,7 +668,7 @@ impl Worker {
 
     fn item(&mut self, it: &Item, payload: &[u8]) {
         match it.kind {
-            ItemKind::UdpDns => match parse_message(payload) {
+            ItemKind::UdpDns => match parse_message_reusing(payload, &mut self.spare) {
                 Ok(msg) => self.message(it, msg, payload.len(), Transport::Udp),
                 Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
             },
@@ -675,7 +678,7 @@ impl Worker {
                 self.tcp.on_segment(key, it.ts, seq, flags, payload, &mut |m| msgs.push(m.to_vec()));
                 for m in msgs.drain(..) {
                     self.stats.dns_tcp_messages += 1;
-                    match parse_message(&m) {
+                    match parse_message_reusing(&m, &mut self.spare) {
                         Ok(msg) => self.message(it, msg, m.len(), Transport::Tcp),
                         Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
                     }
@@ -711,6 +714,8 @@ impl Worker {
         if let Some(txns) = self.txns.as_mut() {
             let key = TxnKey { client, client_port, server, server_port, transport, id: msg.id };
             txns.on_message(key, Seen { ts: it.ts, seq: it.seq, msg }, &mut self.done);
+        } else {
+            self.spare.recycle(msg);
         }
         self.emit(it.seq, 0);
     }
@@ -764,6 +769,9 @@ impl Worker {
             let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
             let text = Value::Object(dnslog::record(&t)).to_string();
             self.lines.push(OutLine { key: (seq, phase, ts), text, alert: None });
+            for s in [t.query, t.response].into_iter().flatten() {
+                self.spare.recycle(s.msg);
+            }
         }
     }
 }

@@ -169,7 +169,7 @@ struct DedupEntry {
 
 pub struct CalcDetector {
     cfg: CalcConfig,
-    dedup: HashMap<DedupKey, DedupEntry>,
+    dedup: HashMap<DedupKey, DedupEntry, crate::FastRandom>,
     stats: CalcStats,
     syn_seq: u64,
     /// Matches of the current SYN, reused so that the hot path does not allocate.
@@ -180,7 +180,7 @@ impl CalcDetector {
     pub fn new(cfg: CalcConfig) -> Self {
         CalcDetector {
             cfg,
-            dedup: HashMap::new(),
+            dedup: HashMap::default(),
             stats: CalcStats::default(),
             syn_seq: 0,
             scratch: Vec::new(),

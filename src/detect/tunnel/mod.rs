@@ -72,10 +72,7 @@ use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The per-message lookups (client, then registered domain) hash attacker-chosen keys, so a
-/// fixed fast hash would invite collision floods; foldhash with a per-process random seed is
-/// several times cheaper than SipHash here (~4% of a replay) and keeps that protection.
-type FastRandom = foldhash::fast::RandomState;
+use crate::FastRandom;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
