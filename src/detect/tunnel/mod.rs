@@ -390,7 +390,7 @@ pub struct TunnelDetector {
     head: u32,
     tail: u32,
     live: usize,
-    reputation_seen: HashMap<(IpAddr, Box<str>), Nanos>,
+    reputation_seen: HashMap<(IpAddr, Box<str>), Nanos, FastRandom>,
     stats: TunnelStats,
 }
 
@@ -451,7 +451,7 @@ impl TunnelDetector {
             head: NIL,
             tail: NIL,
             live: 0,
-            reputation_seen: HashMap::new(),
+            reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
     }
