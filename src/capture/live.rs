@@ -453,16 +453,19 @@ struct Reloads {
     again: bool,
     done: u64,
     failed: u64,
+    /// Where the one-line messages go: standard error (a test collects them).
+    say: fn(&str),
 }
 
 impl Reloads {
     fn new(loader: Option<Reloader>, hup: &AtomicU64) -> Reloads {
-        Reloads { loader, seen: hup.load(Ordering::Relaxed), running: None, again: false, done: 0, failed: 0 }
+        let seen = hup.load(Ordering::Relaxed);
+        Reloads { loader, seen, running: None, again: false, done: 0, failed: 0, say }
     }
 
     fn start(&mut self) {
         let Some(load) = self.loader.clone() else {
-            say("SIGHUP: output files reopened; nothing to reload (no --config or --reputation)");
+            (self.say)("SIGHUP: output files reopened; nothing to reload (no --config or --reputation)");
             return;
         };
         let (tx, rx) = bounded(1);
@@ -473,7 +476,7 @@ impl Reloads {
             Ok(_) => self.running = Some(rx),
             Err(e) => {
                 self.failed += 1;
-                say(&format!("SIGHUP: reload failed, the previous feeds and allowlists stay in force: cannot start a thread ({e})"));
+                (self.say)(&format!("SIGHUP: reload failed, the previous feeds and allowlists stay in force: cannot start a thread ({e})"));
             }
         }
     }
@@ -504,7 +507,7 @@ impl Reloads {
                 } else {
                     ""
                 };
-                say(&format!(
+                (self.say)(&format!(
                     "SIGHUP: reloaded {}: {}; output files reopened{note}",
                     r.source,
                     r.lists.describe()
@@ -513,7 +516,9 @@ impl Reloads {
             }
             Err(e) => {
                 self.failed += 1;
-                say(&format!("SIGHUP: reload failed, the previous feeds and allowlists stay in force: {e}"));
+                (self.say)(&format!(
+                    "SIGHUP: reload failed, the previous feeds and allowlists stay in force: {e}"
+                ));
             }
         }
         if std::mem::take(&mut self.again) {
@@ -832,7 +837,10 @@ mod tests {
                 }
             })
         };
+        thread_local!(static SAID: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) });
         let mut r = Reloads::new(Some(loader), &hup);
+        r.say = |l| SAID.with(|s| s.borrow_mut().push(l.to_string()));
+        let said = || SAID.with(|s| s.borrow().clone());
         let settle = |r: &mut Reloads, engine: &mut Engine| {
             for _ in 0..1000 {
                 r.poll(&hup, engine);
@@ -850,10 +858,20 @@ mod tests {
         hup.fetch_add(1, Ordering::Relaxed);
         settle(&mut r, &mut engine);
         assert_eq!((r.done, r.failed, calls.load(Ordering::SeqCst)), (0, 1, 1));
+        assert_eq!(
+            said(),
+            ["SIGHUP: reload failed, the previous feeds and allowlists stay in force: \
+              site.toml:3: dns_calculation.resolver_whitelist[0]: bad"]
+        );
         ok.store(true, Ordering::SeqCst);
         hup.fetch_add(1, Ordering::Relaxed);
         settle(&mut r, &mut engine);
         assert_eq!((r.done, r.failed, calls.load(Ordering::SeqCst)), (1, 1, 2));
+        assert!(
+            said()[1].starts_with("SIGHUP: reloaded site.toml: reputation feed 0 domains;"),
+            "{:?}",
+            said()
+        );
         // Two more SIGHUPs while a load is under way: one more load after it, not two.
         hup.fetch_add(1, Ordering::Relaxed);
         r.poll(&hup, &mut engine);
@@ -861,6 +879,13 @@ mod tests {
         hup.fetch_add(2, Ordering::Relaxed);
         settle(&mut r, &mut engine);
         assert_eq!((r.done, calls.load(Ordering::SeqCst)), (3, 4));
+        assert_eq!(said().len(), 4);
+        // Without a configuration to read, a SIGHUP only reopens the outputs, and says so.
+        let mut r = Reloads::new(None, &hup);
+        r.say = |l| SAID.with(|s| s.borrow_mut().push(l.to_string()));
+        hup.fetch_add(1, Ordering::Relaxed);
+        r.poll(&hup, &mut engine);
+        assert!(said()[4].contains("nothing to reload"), "{:?}", said());
         engine.finish(Vec::new()).unwrap();
     }
 
