@@ -191,6 +191,12 @@ impl CalcDetector {
         &self.cfg
     }
 
+    /// Takes new feeds and allowlists (SIGHUP); the de-duplication entries stay, so an
+    /// alerted key stays quiet for the rest of its window.
+    pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
+        lists.apply_calc(&mut self.cfg);
+    }
+
     /// Checks one SYN (SYN set, ACK clear) against the answers its client was given.
     pub fn on_syn(&mut self, syn: &Syn, cache: &AnswerCache, out: &mut Vec<Alert>) {
         self.stats.syns += 1;

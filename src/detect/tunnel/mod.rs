@@ -427,24 +427,29 @@ impl Feature {
 
 const N_FEATURES: usize = 15;
 
+/// The shipped allowlist (unless turned off) and the configured entries.
+fn domain_allowlist(cfg: &TunnelConfig) -> DomainAllowList {
+    let mut allow = if cfg.use_default_allowlist {
+        DomainAllowList::parse(DEFAULT_ALLOWLIST)
+    } else {
+        DomainAllowList::default()
+    };
+    for e in &cfg.domain_allowlist {
+        allow.extend_text(e);
+    }
+    allow
+}
+
 impl TunnelDetector {
     pub fn new(cfg: TunnelConfig) -> Result<Self, String> {
         let suffixes = match &cfg.psl_file {
             Some(p) => SuffixList::File(SuffixSet::load(p)?),
             None => SuffixList::Builtin,
         };
-        let mut allow = if cfg.use_default_allowlist {
-            DomainAllowList::parse(DEFAULT_ALLOWLIST)
-        } else {
-            DomainAllowList::default()
-        };
-        for e in &cfg.domain_allowlist {
-            allow.extend_text(e);
-        }
         Ok(TunnelDetector {
+            allow: domain_allowlist(&cfg),
             cfg,
             suffixes,
-            allow,
             clients: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -454,6 +459,13 @@ impl TunnelDetector {
             reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
+    }
+
+    /// Takes new feeds and allowlists (SIGHUP). Groups, windows and the reputation
+    /// de-duplication pairs stay: a window that was filling keeps filling.
+    pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
+        lists.apply_tunnel(&mut self.cfg);
+        self.allow = domain_allowlist(&self.cfg);
     }
 
     pub fn stats(&self) -> TunnelStats {
