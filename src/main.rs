@@ -85,7 +85,7 @@ enum Cmd {
     Report(cli::ReportArgs),
     /// Capture live from network interfaces (libpcap) until SIGINT or SIGTERM.
     #[command(
-        after_help = "Examples:\n  portent live -i eth0 -a /var/log/portent/alerts.ndjson\n  portent live -i eth0 -i eth1 --stats /var/log/portent/stats.ndjson --user portent\n\nSignals: SIGINT/SIGTERM stop, drain and print the summary (exit 0); SIGHUP reopens the output files."
+        after_help = "Examples:\n  portent live -i eth0 -a /var/log/portent/alerts.ndjson\n  portent live -i eth0 -i eth1 --stats /var/log/portent/stats.ndjson --user portent\n\nSignals: SIGINT/SIGTERM stop, drain and print the summary (exit 0); SIGHUP reopens the output files and\nreloads the feeds and allowlists from --config and --reputation, keeping all state (a reload that fails\nis logged and the previous lists stay)."
     )]
     Live(LiveArgs),
     /// Read Zeek dns.log/conn.log and Suricata eve.json through the same detectors.
@@ -163,7 +163,8 @@ struct ReplayArgs {
     common: CommonArgs,
 }
 
-#[derive(Args)]
+// Cloned once, into the SIGHUP reloader of `live`.
+#[derive(Args, Clone)]
 struct CommonArgs {
     /// Read settings from this TOML file first; flags override it. `portent config default`
     /// prints a complete one.
@@ -642,7 +643,8 @@ fn live(a: LiveArgs) -> ExitCode {
         }
     };
     let every = (a.stats_interval > 0).then(|| std::time::Duration::from_secs(a.stats_interval));
-    let lrep = live::run(opened, &mut engine, &progress, &signals, every, stats_out);
+    let reloader = reloader(&a.common, &cfg);
+    let lrep = live::run(opened, &mut engine, &progress, &signals, every, stats_out, reloader);
     let report = match engine.finish(Vec::new()) {
         Ok(r) => r,
         Err(e) => {
@@ -665,6 +667,8 @@ fn live(a: LiveArgs) -> ExitCode {
         "live",
         serde_json::json!({
             "sighup": lrep.hups,
+            "reloads": lrep.reloads,
+            "reload_failures": lrep.reload_failures,
             "stats_records": lrep.stats_records,
             "alert_latency": progress.latency_summary(),
             "errors": lrep.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
@@ -682,6 +686,33 @@ fn writable(dir: &std::path::Path) -> bool {
     };
     // SAFETY: access() reads a NUL-terminated path we own.
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// What SIGHUP reads again: the configuration file and the `--reputation` feed, through
+/// the same `config` as at start, so flags still win over the file. None when neither was
+/// given (the lists then come from flags alone and cannot change).
+fn reloader(c: &CommonArgs, running: &Config) -> Option<portent::capture::live::Reloader> {
+    use portent::capture::live::Reloaded;
+    let mut from = Vec::new();
+    if let Some(p) = &c.config {
+        from.push(p.display().to_string());
+    }
+    if let Some(p) = &c.reputation {
+        from.push(format!("--reputation {}", p.display()));
+    }
+    if from.is_empty() {
+        return None;
+    }
+    let source = from.join(" and ");
+    let (common, running) = (c.clone(), running.clone());
+    Some(Arc::new(move || {
+        let new = config(&common)?;
+        Ok(Reloaded {
+            lists: new.lists(),
+            source: source.clone(),
+            restart_needed: running.differs_beyond_lists(&new),
+        })
+    }))
 }
 
 /// What a run adds to the common ending.

@@ -22,11 +22,12 @@ use crate::config::Config;
 use crate::decode::defrag::{Defrag, DefragConfig, Defragmenter};
 use crate::decode::{self, Decoded, Proto};
 use crate::detect::calc::{CalcDetector, CalcStats};
+use crate::detect::lists::Lists;
 use crate::detect::tunnel::{TunnelDetector, TunnelStats};
 use crate::detect::{Alert, DnsEvent, Syn};
 use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
-use crate::dns::{parse_message, DnsMessage};
+use crate::dns::{parse_message_reusing, DnsMessage, Spare};
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
@@ -55,6 +56,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     pub packets: AtomicU64,
     pub alerts: AtomicU64,
+    /// Batches the output thread has written out (every worker's share of each).
+    pub batches_written: AtomicU64,
     /// Live only: microseconds from a packet's capture timestamp to its alert being written,
     /// when `Progress::with_latency` made one. In replay packet time is not wall time, so
     /// there is nothing to measure.
@@ -173,6 +176,9 @@ struct WorkBatch {
     /// The packet clock at the boundary: the latest packet time seen so far.
     end_ts: Nanos,
     last: bool,
+    /// New feeds and allowlists (SIGHUP), taken by the worker after this batch's items:
+    /// the control path rides on the batches, so the per-packet path has no lock.
+    lists: Option<Arc<Lists>>,
 }
 
 /// A line for one of the outputs, with its place in the merged order.
@@ -351,9 +357,32 @@ impl Engine {
         }
     }
 
+    /// New feeds and allowlists for the detectors (SIGHUP in `live`). The packets fed so
+    /// far are judged with the old ones: the current batch closes now, and every worker
+    /// switches after it. The answer cache, the tunnel windows and every de-duplication
+    /// entry are kept.
+    pub fn reload(&mut self, lists: Lists) {
+        self.dispatcher.lists = Some(Arc::new(lists));
+        self.dispatcher.flush(false);
+    }
+
     /// An output failed: the caller should stop feeding packets.
     pub fn aborted(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Waits, at most `limit`, until the output thread has written every batch closed so
+    /// far: a stats record made after it counts every alert of the packets fed before.
+    /// False when the limit passed or an output failed first.
+    pub fn settle(&self, limit: Duration) -> bool {
+        let t = Instant::now();
+        while self.progress.batches_written.load(Ordering::Acquire) < self.dispatcher.batches {
+            if self.aborted() || t.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// The shared answer cache, for stats while running.
@@ -439,6 +468,10 @@ struct Dispatcher {
     defrag: Defragmenter,
     /// A reassembled datagram, copied out of the reassembler so it can be routed.
     whole: Vec<u8>,
+    /// Lists to hand to every worker with the next batch.
+    lists: Option<Arc<Lists>>,
+    /// Batches closed so far.
+    batches: u64,
 }
 
 impl Dispatcher {
@@ -457,6 +490,8 @@ impl Dispatcher {
             stats: ReaderStats::default(),
             defrag: Defragmenter::new(DefragConfig::default()),
             whole: Vec::new(),
+            lists: None,
+            batches: 0,
         }
     }
 
@@ -580,12 +615,15 @@ impl Dispatcher {
             b.end_seq = self.seq;
             b.end_ts = self.clock;
             b.last = last;
+            b.lists = self.lists.clone();
             if let Some(tx) = self.tx.get(w) {
                 // A worker only hangs up when it is gone; the join reports that.
                 let _ = tx.send(b);
             }
         }
         self.in_batch = 0;
+        self.lists = None;
+        self.batches += 1;
     }
 
     fn finish(&mut self) {
@@ -619,6 +657,8 @@ struct Worker {
     done: Vec<Transaction>,
     lines: Vec<OutLine>,
     tcp_msgs: Vec<Vec<u8>>,
+    /// Memory of finished messages, reused by the next parse.
+    spare: Spare,
 }
 
 impl Worker {
@@ -647,6 +687,7 @@ impl Worker {
             done: Vec::new(),
             lines: Vec::new(),
             tcp_msgs: Vec::new(),
+            spare: Spare::default(),
         })
     }
 
@@ -660,6 +701,10 @@ impl Worker {
             for item in &b.items {
                 let payload = b.data.get(item.off as usize..(item.off + item.len) as usize).unwrap_or(&[]);
                 self.item(item, payload);
+            }
+            if let Some(lists) = b.lists.take() {
+                self.calc.set_lists(&lists);
+                self.tunnel.set_lists(&lists);
             }
             self.boundary(b.end_seq, b.end_ts, b.last);
             let lines = std::mem::take(&mut self.lines);
@@ -681,7 +726,7 @@ impl Worker {
 
     fn item(&mut self, it: &Item, payload: &[u8]) {
         match it.kind {
-            ItemKind::UdpDns => match parse_message(payload) {
+            ItemKind::UdpDns => match parse_message_reusing(payload, &mut self.spare) {
                 Ok(msg) => self.message(it, msg, payload.len(), Transport::Udp),
                 Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
             },
@@ -691,7 +736,7 @@ impl Worker {
                 self.tcp.on_segment(key, it.ts, seq, flags, payload, &mut |m| msgs.push(m.to_vec()));
                 for m in msgs.drain(..) {
                     self.stats.dns_tcp_messages += 1;
-                    match parse_message(&m) {
+                    match parse_message_reusing(&m, &mut self.spare) {
                         Ok(msg) => self.message(it, msg, m.len(), Transport::Tcp),
                         Err(e) => *self.stats.dns_errors.entry(e.reason()).or_default() += 1,
                     }
@@ -727,6 +772,8 @@ impl Worker {
         if let Some(txns) = self.txns.as_mut() {
             let key = TxnKey { client, client_port, server, server_port, transport, id: msg.id };
             txns.on_message(key, Seen { ts: it.ts, seq: it.seq, msg }, &mut self.done);
+        } else {
+            self.spare.recycle(msg);
         }
         self.emit(it.seq, 0);
     }
@@ -786,6 +833,9 @@ impl Worker {
             rec.insert("observer.name".into(), Value::String(self.cfg.sensor_name.clone()));
             let text = Value::Object(rec).to_string();
             self.lines.push(OutLine { key: (seq, phase, ts), text, client: t.key.client, alert: None });
+            for s in [t.query, t.response].into_iter().flatten() {
+                self.spare.recycle(s.msg);
+            }
         }
     }
 }
@@ -806,6 +856,7 @@ fn write_output(
     let mut by_rule: BTreeMap<String, AlertTally> = BTreeMap::new();
     let mut merged: Vec<OutLine> = Vec::new();
     let mut alerts = 0u64;
+    let mut batches = 0u64;
     'outer: loop {
         // One batch from every worker: together they cover one span of the input.
         for r in &rx {
@@ -856,6 +907,8 @@ fn write_output(
             k.flush();
         }
         progress.alerts.store(alerts, Ordering::Relaxed);
+        batches += 1;
+        progress.batches_written.store(batches, Ordering::Release);
         if outputs.alerts.failed() || outputs.dns_log.as_ref().is_some_and(|s| s.failed()) {
             abort.store(true, Ordering::Relaxed);
         }

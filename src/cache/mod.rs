@@ -86,7 +86,7 @@ pub struct CacheStats {
 
 pub struct AnswerCache {
     cfg: CacheConfig,
-    map: DashMap<IpAddr, ClientEntry>,
+    map: DashMap<IpAddr, ClientEntry, crate::FastRandom>,
     evicted_answers: AtomicU64,
     evicted_clients: AtomicU64,
     expired_clients: AtomicU64,
@@ -97,7 +97,7 @@ impl AnswerCache {
     pub fn new(cfg: CacheConfig) -> AnswerCache {
         AnswerCache {
             cfg,
-            map: DashMap::new(),
+            map: DashMap::with_hasher(crate::FastRandom::default()),
             evicted_answers: AtomicU64::new(0),
             evicted_clients: AtomicU64::new(0),
             expired_clients: AtomicU64::new(0),

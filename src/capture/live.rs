@@ -6,13 +6,15 @@
 //! Stopping: SIGINT/SIGTERM set a flag; capture threads notice it within one read timeout,
 //! read what the kernel ring still holds, send their last batch and exit; the engine thread
 //! drains the queue until every sender is gone. SIGHUP bumps a counter that the reopening
-//! output files check before each write, so logrotate can move them away.
+//! output files check before each write, so logrotate can move them away; the engine thread
+//! also sees it and reloads the feeds and allowlists (`Reloader`) without losing state.
 
 use super::RawPacket;
 use crate::decode::LinkType;
+use crate::detect::lists::Lists;
 use crate::pipeline::{Engine, Progress};
 use crate::Nanos;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use serde_json::{json, Value};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -47,6 +49,8 @@ pub const QUEUE_BATCHES: usize = 64;
 const PCAP_STATS_EVERY: Duration = Duration::from_millis(500);
 /// After the stop flag, at most this long reading what the kernel ring still holds.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// At the stop, how long the final stats record waits for the output to catch up.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// The engine closes its current batch this often, so a quiet link still gets alerts out.
 const TICK_EVERY: Duration = Duration::from_millis(100);
 
@@ -426,17 +430,123 @@ pub fn drop_privileges(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a reload read: the lists, where from, and whether the files also changed settings
+/// that only a restart applies.
+pub struct Reloaded {
+    pub lists: Lists,
+    /// Where they came from, for the log line ("site.toml", "--reputation feed.txt").
+    pub source: String,
+    pub restart_needed: bool,
+}
+
+/// Reads the configuration again on SIGHUP. It runs on a thread of its own, so that a big
+/// feed never holds up the engine (and so the capture queue); the engine takes the result
+/// between two batches.
+pub type Reloader = Arc<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
+
+/// The SIGHUP side of the engine loop: at most one load at a time; a SIGHUP that comes
+/// while one runs asks for one more afterwards, so the last edit is always read.
+struct Reloads {
+    loader: Option<Reloader>,
+    seen: u64,
+    running: Option<Receiver<Result<Reloaded, String>>>,
+    again: bool,
+    done: u64,
+    failed: u64,
+    /// Where the one-line messages go: standard error (a test collects them).
+    say: fn(&str),
+}
+
+impl Reloads {
+    fn new(loader: Option<Reloader>, hup: &AtomicU64) -> Reloads {
+        let seen = hup.load(Ordering::Relaxed);
+        Reloads { loader, seen, running: None, again: false, done: 0, failed: 0, say }
+    }
+
+    fn start(&mut self) {
+        let Some(load) = self.loader.clone() else {
+            (self.say)("SIGHUP: output files reopened; nothing to reload (no --config or --reputation)");
+            return;
+        };
+        let (tx, rx) = bounded(1);
+        let spawned = std::thread::Builder::new().name("portent-reload".into()).spawn(move || {
+            let _ = tx.send(load());
+        });
+        match spawned {
+            Ok(_) => self.running = Some(rx),
+            Err(e) => {
+                self.failed += 1;
+                (self.say)(&format!("SIGHUP: reload failed, the previous feeds and allowlists stay in force: cannot start a thread ({e})"));
+            }
+        }
+    }
+
+    /// Called once per engine loop turn: starts a load on a new SIGHUP, applies a finished one.
+    fn poll(&mut self, hup: &AtomicU64, engine: &mut Engine) {
+        let now = hup.load(Ordering::Relaxed);
+        if now != self.seen {
+            self.seen = now;
+            if self.running.is_some() {
+                self.again = true;
+            } else {
+                self.start();
+            }
+        }
+        let Some(rx) = &self.running else { return };
+        let outcome = match rx.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(r) => r,
+            Err(TryRecvError::Disconnected) => Err("the reload thread stopped without an answer".to_string()),
+        };
+        self.running = None;
+        match outcome {
+            Ok(r) => {
+                self.done += 1;
+                let note = if r.restart_needed {
+                    "; settings other than feeds and allowlists changed too and take effect on restart"
+                } else {
+                    ""
+                };
+                (self.say)(&format!(
+                    "SIGHUP: reloaded {}: {}; output files reopened{note}",
+                    r.source,
+                    r.lists.describe()
+                ));
+                engine.reload(r.lists);
+            }
+            Err(e) => {
+                self.failed += 1;
+                (self.say)(&format!(
+                    "SIGHUP: reload failed, the previous feeds and allowlists stay in force: {e}"
+                ));
+            }
+        }
+        if std::mem::take(&mut self.again) {
+            self.start();
+        }
+    }
+}
+
+/// One line for the operator on standard error, like every other `portent:` message.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr(), "portent: {line}");
+}
+
 /// What the live run adds to the engine's report.
 pub struct LiveReport {
     pub ifaces: Vec<(String, Arc<IfaceCounters>)>,
     pub errors: Vec<LiveError>,
     pub hups: u64,
+    /// SIGHUP reloads applied, and reloads that failed (the old lists stayed).
+    pub reloads: u64,
+    pub reload_failures: u64,
     pub stats_records: u64,
 }
 
 /// Runs the capture threads and feeds the engine on the calling thread until a stop signal,
 /// an output failure, or every capture thread ending. `stats`, when given, gets one NDJSON
 /// record every `stats_every` (None: only the last) and a last one marked `"final": true`.
+/// `reload`, when given, is run on every SIGHUP.
 pub fn run(
     opened: Vec<Opened>,
     engine: &mut Engine,
@@ -444,6 +554,7 @@ pub fn run(
     signals: &Signals,
     stats_every: Option<Duration>,
     mut stats: Option<Box<dyn Write>>,
+    reload: Option<Reloader>,
 ) -> LiveReport {
     let (tx, rx): (Sender<Batch>, Receiver<Batch>) = bounded(QUEUE_BATCHES);
     let mut ifaces = Vec::new();
@@ -474,6 +585,7 @@ pub fn run(
     let started = Instant::now();
     let mut next_stats = stats_every.map(|d| started + d);
     let mut stats_records = 0u64;
+    let mut reloads = Reloads::new(reload, &signals.hup);
     loop {
         if !cap_stop.load(Ordering::Relaxed) && (signals.stop.load(Ordering::Relaxed) || engine.aborted()) {
             cap_stop.store(true, Ordering::Relaxed);
@@ -487,6 +599,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        reloads.poll(&signals.hup, engine);
         if last_tick.elapsed() >= TICK_EVERY {
             engine.tick();
             last_tick = Instant::now();
@@ -513,7 +626,9 @@ pub fn run(
         }
     }
     engine.tick();
-    // A final record when stats are on: it carries the drop counts of the whole run.
+    // A final record when stats are on: it carries the drop counts of the whole run, and
+    // once the output has caught up, every alert.
+    engine.settle(SETTLE_LIMIT);
     if let Some(out) = stats.as_mut() {
         let mut rec = stats_record(&ifaces, &rx, engine, progress, signals);
         rec["final"] = Value::Bool(true);
@@ -521,7 +636,14 @@ pub fn run(
             stats_records += 1;
         }
     }
-    LiveReport { ifaces, errors, hups: signals.hup.load(Ordering::Relaxed), stats_records }
+    LiveReport {
+        ifaces,
+        errors,
+        hups: signals.hup.load(Ordering::Relaxed),
+        reloads: reloads.done,
+        reload_failures: reloads.failed,
+        stats_records,
+    }
 }
 
 fn wall_now() -> Nanos {
@@ -687,6 +809,85 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "three\n");
         assert_eq!(f.reopened, 1);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn sighup_loads_off_thread_one_at_a_time_and_a_failure_changes_nothing() {
+        use crate::config::Config;
+        use crate::output::Sink;
+        use crate::pipeline::Outputs;
+        let cfg = Config { threads: 2, ..Config::default() };
+        let outs = Outputs { alerts: Sink::discard(), dns_log: None, kafka: None };
+        let mut engine = Engine::start(&cfg, outs, Arc::new(Progress::default())).unwrap();
+        let hup = AtomicU64::new(0);
+        let (ok, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let loader: Reloader = {
+            let (ok, calls) = (ok.clone(), calls.clone());
+            Arc::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if ok.load(Ordering::SeqCst) {
+                    // Slow enough that the test can send SIGHUPs while it runs.
+                    std::thread::sleep(Duration::from_millis(50));
+                    Ok(Reloaded {
+                        lists: Lists::default(),
+                        source: "site.toml".into(),
+                        restart_needed: false,
+                    })
+                } else {
+                    Err("site.toml:3: dns_calculation.resolver_whitelist[0]: bad".into())
+                }
+            })
+        };
+        thread_local!(static SAID: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) });
+        let mut r = Reloads::new(Some(loader), &hup);
+        r.say = |l| SAID.with(|s| s.borrow_mut().push(l.to_string()));
+        let said = || SAID.with(|s| s.borrow().clone());
+        let settle = |r: &mut Reloads, engine: &mut Engine| {
+            for _ in 0..1000 {
+                r.poll(&hup, engine);
+                if r.running.is_none() && !r.again {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            panic!("the reload did not finish");
+        };
+        // No SIGHUP: nothing is read.
+        settle(&mut r, &mut engine);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        // A failing load is counted and nothing is applied.
+        hup.fetch_add(1, Ordering::Relaxed);
+        settle(&mut r, &mut engine);
+        assert_eq!((r.done, r.failed, calls.load(Ordering::SeqCst)), (0, 1, 1));
+        assert_eq!(
+            said(),
+            ["SIGHUP: reload failed, the previous feeds and allowlists stay in force: \
+              site.toml:3: dns_calculation.resolver_whitelist[0]: bad"]
+        );
+        ok.store(true, Ordering::SeqCst);
+        hup.fetch_add(1, Ordering::Relaxed);
+        settle(&mut r, &mut engine);
+        assert_eq!((r.done, r.failed, calls.load(Ordering::SeqCst)), (1, 1, 2));
+        assert!(
+            said()[1].starts_with("SIGHUP: reloaded site.toml: reputation feed 0 domains;"),
+            "{:?}",
+            said()
+        );
+        // Two more SIGHUPs while a load is under way: one more load after it, not two.
+        hup.fetch_add(1, Ordering::Relaxed);
+        r.poll(&hup, &mut engine);
+        assert!(r.running.is_some());
+        hup.fetch_add(2, Ordering::Relaxed);
+        settle(&mut r, &mut engine);
+        assert_eq!((r.done, calls.load(Ordering::SeqCst)), (3, 4));
+        assert_eq!(said().len(), 4);
+        // Without a configuration to read, a SIGHUP only reopens the outputs, and says so.
+        let mut r = Reloads::new(None, &hup);
+        r.say = |l| SAID.with(|s| s.borrow_mut().push(l.to_string()));
+        hup.fetch_add(1, Ordering::Relaxed);
+        r.poll(&hup, &mut engine);
+        assert!(said()[4].contains("nothing to reload"), "{:?}", said());
+        engine.finish(Vec::new()).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub use file::{default_file, sensor_name, ConfigError, MAX_FLUSH_SECS, MAX_SPOOL
 
 use crate::cache::CacheConfig;
 use crate::detect::calc::CalcConfig;
+use crate::detect::lists::Lists;
 use crate::detect::tunnel::TunnelConfig;
 use crate::output::kafka::KafkaSettings;
 use crate::Nanos;
@@ -94,5 +95,45 @@ impl Default for Config {
             sensor_name: host_name(),
             kafka: KafkaSettings::default(),
         }
+    }
+}
+
+impl Config {
+    /// The feeds and allowlists, the part a running sensor reloads on SIGHUP.
+    pub fn lists(&self) -> Lists {
+        Lists::of(&self.calc, &self.tunnel)
+    }
+
+    /// Whether `new` differs from `self` in anything but the feeds and allowlists: those
+    /// changes (windows, thresholds, caps, threads, capture) wait for a restart.
+    pub fn differs_beyond_lists(&self, new: &Config) -> bool {
+        let mut same_lists = new.clone();
+        let mine = self.lists();
+        mine.apply_calc(&mut same_lists.calc);
+        mine.apply_tunnel(&mut same_lists.tunnel);
+        // Debug prints every field of every nested config (the reputation feed is the same
+        // Arc on both sides now, so its set order cannot differ).
+        format!("{same_lists:?}") != format!("{self:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::reputation::DomainSet;
+    use std::sync::Arc;
+
+    #[test]
+    fn only_changes_beyond_the_lists_need_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.calc.management_ips = crate::net::CidrSet::parse_list(&["10.0.0.1"]).unwrap();
+        new.tunnel.domain_allowlist.push("corp.example".into());
+        let feed = Arc::new(DomainSet::parse("bad.example\n"));
+        new.calc.reputation = Some(feed.clone());
+        new.tunnel.reputation = Some(feed);
+        assert!(!old.differs_beyond_lists(&new));
+        new.tunnel.queries += 1;
+        assert!(old.differs_beyond_lists(&new));
     }
 }

@@ -169,7 +169,7 @@ struct DedupEntry {
 
 pub struct CalcDetector {
     cfg: CalcConfig,
-    dedup: HashMap<DedupKey, DedupEntry>,
+    dedup: HashMap<DedupKey, DedupEntry, crate::FastRandom>,
     stats: CalcStats,
     syn_seq: u64,
     /// Matches of the current SYN, reused so that the hot path does not allocate.
@@ -180,7 +180,7 @@ impl CalcDetector {
     pub fn new(cfg: CalcConfig) -> Self {
         CalcDetector {
             cfg,
-            dedup: HashMap::new(),
+            dedup: HashMap::default(),
             stats: CalcStats::default(),
             syn_seq: 0,
             scratch: Vec::new(),
@@ -189,6 +189,12 @@ impl CalcDetector {
 
     pub fn config(&self) -> &CalcConfig {
         &self.cfg
+    }
+
+    /// Takes new feeds and allowlists (SIGHUP); the de-duplication entries stay, so an
+    /// alerted key stays quiet for the rest of its window.
+    pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
+        lists.apply_calc(&mut self.cfg);
     }
 
     /// Checks one SYN (SYN set, ACK clear) against the answers its client was given.

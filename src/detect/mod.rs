@@ -3,6 +3,7 @@
 
 pub mod calc;
 pub mod formula;
+pub mod lists;
 pub mod reputation;
 pub mod tunnel;
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 #[derive(Clone, Debug, Default)]
 pub struct DomainSet {
-    domains: HashSet<String>,
+    domains: HashSet<String, crate::FastRandom>,
 }
 
 impl DomainSet {

@@ -10,7 +10,7 @@ pub mod txn;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use parse::{parse_message, ParseError};
+pub use parse::{parse_message, parse_message_reusing, ParseError, Spare};
 
 /// One DNS message, owned, with everything the detectors and the DNS log need.
 ///

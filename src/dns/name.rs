@@ -35,21 +35,30 @@ pub enum NameError {
 /// root is ".") with the offset just past the name's in-place octets (after the first
 /// pointer, if any).
 pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), NameError> {
-    // Render on the stack, then allocate once at the exact size. Most names fit the small
-    // buffer (zeroing the full-size one on every call costs more than the rare retry).
+    let mut s = String::new();
+    let end = read_name_into(msg, start, &mut s)?;
+    Ok((s, end))
+}
+
+/// `read_name`, appending the text to `out` (which the caller may be reusing: the parser
+/// recycles the strings of messages it has finished with). On error `out` is unchanged.
+pub fn read_name_into(msg: &[u8], start: usize, out: &mut String) -> Result<usize, NameError> {
+    // Render on the stack, then copy once. Most names fit the small buffer (zeroing the
+    // full-size one on every call costs more than the rare retry).
     let mut small = [0u8; SMALL_TEXT];
-    let (len, end, text) = match render(msg, start, &mut small) {
-        Ok((len, end)) => (len, end, &small[..]),
+    match render(msg, start, &mut small) {
+        Ok((len, end)) => {
+            out.push_str(small.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
+            Ok(end)
+        }
         Err(Overflow::Buffer) => {
             let mut full = [0u8; MAX_NAME_TEXT];
             let (len, end) = render(msg, start, &mut full).map_err(Overflow::into_name)?;
-            let s = full.get(..len).and_then(|t| std::str::from_utf8(t).ok());
-            return Ok((String::from(s.unwrap_or_default()), end));
+            out.push_str(full.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
+            Ok(end)
         }
-        Err(Overflow::Name(e)) => return Err(e),
-    };
-    let s = text.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default();
-    Ok((String::from(s), end))
+        Err(Overflow::Name(e)) => Err(e),
+    }
 }
 
 /// Text length that covers nearly all real names without escapes.

@@ -102,7 +102,7 @@ impl Stream {
 pub struct TcpDnsStreams {
     max_streams: usize,
     max_message: usize,
-    streams: HashMap<StreamKey, Stream>,
+    streams: HashMap<StreamKey, Stream, crate::FastRandom>,
     /// Touch order: tick → key; the first entry is the least recently used stream.
     lru: BTreeMap<u64, StreamKey>,
     next_tick: u64,
@@ -120,7 +120,7 @@ impl TcpDnsStreams {
         TcpDnsStreams {
             max_streams: max_streams.max(1),
             max_message: max_message.clamp(MIN_MESSAGE, MAX_MESSAGE),
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             lru: BTreeMap::new(),
             next_tick: 0,
             stats: TcpDnsStats::default(),

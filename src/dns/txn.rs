@@ -63,7 +63,7 @@ pub struct TxnStats {
 pub struct Transactions {
     timeout: Nanos,
     cap: usize,
-    pending: HashMap<TxnKey, Seen>,
+    pending: HashMap<TxnKey, Seen, crate::FastRandom>,
     /// Insertion order, for expiry and eviction; stale keys (already answered) are skipped.
     order: VecDeque<(TxnKey, u64)>,
     stats: TxnStats,
@@ -74,7 +74,7 @@ impl Transactions {
         Transactions {
             timeout,
             cap: cap.max(1),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             order: VecDeque::new(),
             stats: TxnStats::default(),
         }

@@ -15,11 +15,11 @@ use std::collections::HashSet;
 /// suffix falls back to the last label, as for any unknown TLD.
 #[derive(Clone, Debug, Default)]
 pub struct SuffixSet {
-    rules: HashSet<String>,
+    rules: HashSet<String, crate::FastRandom>,
     /// `*.ck` stored as `ck`: every direct child of it is a public suffix.
-    wildcards: HashSet<String>,
+    wildcards: HashSet<String, crate::FastRandom>,
     /// `!www.ck` stored as `www.ck`: not a public suffix although a wildcard covers it.
-    exceptions: HashSet<String>,
+    exceptions: HashSet<String, crate::FastRandom>,
 }
 
 impl SuffixSet {
@@ -168,8 +168,8 @@ pub const DEFAULT_ALLOWLIST: &str = include_str!("../default_allowlist.txt");
 /// label anywhere, since DKIM selectors and DNS-SD service names sit under every domain.
 #[derive(Clone, Debug, Default)]
 pub struct DomainAllowList {
-    domains: HashSet<String>,
-    labels: HashSet<String>,
+    domains: HashSet<String, crate::FastRandom>,
+    labels: HashSet<String, crate::FastRandom>,
     /// The most labels any domain entry has: a lookup only tries that many trailing labels.
     max_labels: usize,
 }

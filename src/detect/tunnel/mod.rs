@@ -72,10 +72,7 @@ use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The per-message lookups (client, then registered domain) hash attacker-chosen keys, so a
-/// fixed fast hash would invite collision floods; foldhash with a per-process random seed is
-/// several times cheaper than SipHash here (~4% of a replay) and keeps that protection.
-type FastRandom = foldhash::fast::RandomState;
+use crate::FastRandom;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -393,7 +390,7 @@ pub struct TunnelDetector {
     head: u32,
     tail: u32,
     live: usize,
-    reputation_seen: HashMap<(IpAddr, Box<str>), Nanos>,
+    reputation_seen: HashMap<(IpAddr, Box<str>), Nanos, FastRandom>,
     stats: TunnelStats,
 }
 
@@ -430,33 +427,45 @@ impl Feature {
 
 const N_FEATURES: usize = 15;
 
+/// The shipped allowlist (unless turned off) and the configured entries.
+fn domain_allowlist(cfg: &TunnelConfig) -> DomainAllowList {
+    let mut allow = if cfg.use_default_allowlist {
+        DomainAllowList::parse(DEFAULT_ALLOWLIST)
+    } else {
+        DomainAllowList::default()
+    };
+    for e in &cfg.domain_allowlist {
+        allow.extend_text(e);
+    }
+    allow
+}
+
 impl TunnelDetector {
     pub fn new(cfg: TunnelConfig) -> Result<Self, String> {
         let suffixes = match &cfg.psl_file {
             Some(p) => SuffixList::File(SuffixSet::load(p)?),
             None => SuffixList::Builtin,
         };
-        let mut allow = if cfg.use_default_allowlist {
-            DomainAllowList::parse(DEFAULT_ALLOWLIST)
-        } else {
-            DomainAllowList::default()
-        };
-        for e in &cfg.domain_allowlist {
-            allow.extend_text(e);
-        }
         Ok(TunnelDetector {
+            allow: domain_allowlist(&cfg),
             cfg,
             suffixes,
-            allow,
             clients: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
             live: 0,
-            reputation_seen: HashMap::new(),
+            reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
+    }
+
+    /// Takes new feeds and allowlists (SIGHUP). Groups, windows and the reputation
+    /// de-duplication pairs stay: a window that was filling keeps filling.
+    pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
+        lists.apply_tunnel(&mut self.cfg);
+        self.allow = domain_allowlist(&self.cfg);
     }
 
     pub fn stats(&self) -> TunnelStats {
