@@ -495,3 +495,62 @@ fn records_left_in_the_spool_go_out_first_on_the_next_start() {
     check_keys_and_order(&rd, &all_dns);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn kafka_flags_are_checked_before_anything_runs() {
+    let cap = project_capture("dns-calc.pcap");
+    let cap = cap.to_str().unwrap();
+    let usage = |args: &[&str], want: &str| {
+        let o = common::run(&[&["replay", "-q", cap], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", common::stderr(&o));
+        let e = common::stderr(&o);
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+    };
+    usage(&["--kafka-dns-topic", "d"], "need --kafka-brokers");
+    usage(&["--kafka-brokers", "k1"], "expected HOST:PORT");
+    usage(
+        &["--kafka-brokers", "k1:9092", "--kafka-alerts-topic", "bad topic"],
+        "not allowed in a topic name",
+    );
+    usage(&["--kafka-brokers", "k1:9092", "--kafka-dns-topic", "portent-alerts"], "must differ");
+    usage(&["--kafka-brokers", "k1:9092", "--kafka-spool-mb", "0"], "--kafka-spool-mb 0");
+    usage(&["--sensor-name", " "], "--sensor-name");
+    // A spool directory that cannot be made is a usage error too.
+    usage(&["--kafka-brokers", "127.0.0.1:9", "--kafka-spool-dir", "/proc/portent-spool"], "Kafka spool");
+}
+
+#[test]
+fn alerts_name_the_sensor_and_their_id_is_the_same_on_every_run_and_thread_count() {
+    let d = tmpdir("kafka-ids");
+    let cap = project_capture("dns-calc.pcap");
+    let run = |threads: &str, name: &str| {
+        let out = d.join(format!("a-{threads}-{name}"));
+        let o = common::run(&[
+            "replay",
+            "-q",
+            "-t",
+            threads,
+            "--sensor-name",
+            name,
+            "-a",
+            out.to_str().unwrap(),
+            cap.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::ndjson(&out)
+    };
+    let one = run("1", "span-01");
+    assert_eq!(one.len(), 2);
+    for a in &one {
+        assert_eq!(a["observer.name"], "span-01");
+        assert_eq!(a["event.id"].as_str().unwrap().len(), 32);
+    }
+    assert_ne!(one[0]["event.id"], one[1]["event.id"]);
+    assert_eq!(run("3", "span-01"), one, "same records, ids included, for any thread count");
+    let other = run("1", "span-02");
+    for (a, b) in one.iter().zip(&other) {
+        assert_ne!(a["event.id"], b["event.id"], "another sensor, another id");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
