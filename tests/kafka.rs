@@ -6,11 +6,19 @@
 //! as `scripts/build-tansu.sh` builds it; each test skips with a message when the broker or
 //! the consumer is missing (CI provides both).
 //!
-//! tansu keeps its log in memory here, so killing it would lose what it had acknowledged,
-//! and the test could not tell the sensor's losses from the broker's. The outage is made
-//! with a TCP proxy in front of the broker instead: "down" resets every connection and
-//! refuses new ones, exactly what a sensor sees when its broker dies, and "up" lets it
-//! reconnect. The restart of the sensor itself is real (a second process).
+//! Two outages. tansu keeps its log in memory here, so a killed broker loses what it had
+//! acknowledged:
+//! - `a_broker_outage_mid_replay_loses_nothing` puts a TCP proxy in front of the broker:
+//!   "down" resets every connection and refuses new ones, what a sensor sees when its broker
+//!   dies, and "up" lets it reconnect to the same broker, which still holds everything;
+//! - `a_broker_killed_and_replaced_mid_replay_loses_nothing` really kills the broker
+//!   (SIGKILL) and starts a new, empty one on the same port. The first broker's records are
+//!   read back while it lives, the rest from the new one. This is also the case the proxy
+//!   hides: the new broker has never heard of the producer's id (tansu answers
+//!   UNKNOWN_PRODUCER_ID to every epoch librdkafka bumps to, so the sensor must replace its
+//!   producer).
+//!
+//! The restart of the sensor itself is real (a second process).
 
 mod common;
 
@@ -226,15 +234,67 @@ fn consume(port: u16, topics: &[(&str, usize)]) -> Vec<Read_> {
     let o = Command::new("python3").args(&args).output().unwrap();
     assert!(o.status.success(), "consumer failed: {}", String::from_utf8_lossy(&o.stderr));
     eprintln!("{}", String::from_utf8_lossy(&o.stderr).trim());
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(4, '\t');
-            let (t, p, k, v) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
-            (t.to_string(), p.parse().unwrap(), k.to_string(), v.to_string())
-        })
-        .collect()
+    String::from_utf8(o.stdout).unwrap().lines().map(parse_read).collect()
+}
+
+/// One line of `kafka_consume.py`: TOPIC<TAB>PARTITION<TAB>KEY<TAB>VALUE.
+fn parse_read(l: &str) -> Read_ {
+    let mut f = l.splitn(4, '\t');
+    let (t, p, k, v) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+    (t.to_string(), p.parse().unwrap(), k.to_string(), v.to_string())
+}
+
+/// The real consumer running in the background (`kafka_consume.py --follow`): every record
+/// of `topics`, as it arrives.
+struct Follower {
+    child: Child,
+    got: Arc<Mutex<Vec<Read_>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(port: u16, topics: &[&str]) -> Follower {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_consume.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(format!("127.0.0.1:{port}"))
+            .args(topics.iter().map(|t| format!("{t}=0")))
+            .args(["--follow", "--timeout", "300"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let got: Arc<Mutex<Vec<Read_>>> = Arc::default();
+        let g = got.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in out.lines().map_while(Result::ok) {
+                g.lock().unwrap().push(parse_read(&l));
+            }
+        });
+        Follower { child, got, reader: Some(reader) }
+    }
+
+    fn read(&self) -> Vec<Read_> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Stops the consumer; everything it read.
+    fn stop(mut self) -> Vec<Read_> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.read()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn lines(p: &Path) -> Vec<String> {
@@ -436,6 +496,174 @@ fn a_broker_outage_mid_replay_loses_nothing() {
         f
     });
     eprintln!("DNS records: {} in the file, {n_read} read ({} duplicates)", dns.len(), n_read - dns.len());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Bytes in the spool's segment files.
+fn spool_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "spool"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The issue's fault test with a real broker death: the broker process is killed (SIGKILL)
+/// in the middle of a replay and a new one, which has never heard of this producer, its
+/// producer id or its sequence numbers, is started on the same port.
+///
+/// tansu keeps its log in memory, so what the first broker acknowledged dies with it: the
+/// test reads it back before the kill. The replay is fed through a pipe in three phases:
+/// (1) the first capture, read back live until the broker has everything the sensor wrote
+/// out so far; kill; (2) the second capture while no broker runs (it must reach the
+/// spool); a new broker; (3) the rest, then end of input, and read back from the new broker.
+#[test]
+fn a_broker_killed_and_replaced_mid_replay_loses_nothing() {
+    let Some(tansu) = tools() else {
+        return;
+    };
+    let started = Instant::now();
+    let d = tmpdir("kafka-kill");
+    let port = free_port();
+    let topics = ["k-alerts", "k-dns"];
+    let broker = Tansu::start(&tansu, port, port, &topics);
+    let cfg = d.join("portent.toml");
+    std::fs::write(&cfg, "[general]\nbatch_packets = 16\n[kafka]\nmemory_records = 16\nflush_timeout = 30\n")
+        .unwrap();
+    let spool = d.join("spool");
+    let (a, l, s, log) =
+        (d.join("alerts.ndjson"), d.join("dns.ndjson"), d.join("summary.json"), d.join("stderr.log"));
+    let mut child = Command::new(bin())
+        .args(["replay", "-", "-q", "--threads", "2", "-c"])
+        .arg(&cfg)
+        .args(["--kafka-brokers", &format!("127.0.0.1:{port}")])
+        .args(["--kafka-alerts-topic", "k-alerts", "--kafka-dns-topic", "k-dns", "--kafka-spool-dir"])
+        .arg(&spool)
+        .arg("-a")
+        .arg(&a)
+        .arg("--dns-log")
+        .arg(&l)
+        .arg("--summary-json")
+        .arg(&s)
+        // The client's own account of the broker's death, for the test's output.
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Three captures of the same link type as one stream, one per phase.
+    let phases: Vec<(Vec<u8>, Vec<Vec<u8>>)> = ["iodine.pcap", "dns2tcp.pcap", "dns-calc.pcap"]
+        .iter()
+        .map(|c| pcap_records(&project_capture(c)))
+        .collect();
+    stdin.write_all(&phases[0].0).unwrap();
+    let feed = |stdin: &mut std::process::ChildStdin, part: &[Vec<u8>]| {
+        for chunk in part.chunks(64) {
+            for r in chunk {
+                stdin.write_all(r).unwrap();
+            }
+            stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // Phase 1: until the broker holds, and the consumer has read, every record out so far
+    // (the alerts file is flushed every batch; nothing new for a while covers DNS).
+    let follower = Follower::start(port, &topics);
+    feed(&mut stdin, &phases[0].1);
+    let mut last = (usize::MAX, Instant::now());
+    wait_for("the first broker to have every record out so far", Duration::from_secs(60), || {
+        let read = follower.read();
+        if read.len() != last.0 {
+            last = (read.len(), Instant::now());
+            return false;
+        }
+        let alerts = of_topic(&read, "k-alerts").len();
+        !read.is_empty() && alerts == lines(&a).len() && last.1.elapsed() >= Duration::from_millis(1500)
+    });
+    let read1 = follower.stop();
+    let down = Instant::now();
+    drop(broker); // SIGKILL: its log dies with it.
+
+    // Phase 2: no broker at all; records go on coming and must reach the spool.
+    feed(&mut stdin, &phases[1].1);
+    wait_for("records in the spool", Duration::from_secs(30), || spool_bytes(&spool) > 0);
+    let outage = down.elapsed();
+
+    // A new, empty broker on the same port, and the rest of the replay.
+    let _broker2 = Tansu::start(&tansu, port, port, &topics);
+    feed(&mut stdin, &phases[2].1);
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let kafka_log: Vec<&str> = stderr.lines().filter(|l| l.contains("kafka")).collect();
+    eprintln!("portent's Kafka log:\n{}", kafka_log.join("\n"));
+    assert!(status.success(), "{stderr}");
+
+    let (alerts, dns) = (lines(&a), lines(&l));
+    let k = &summary(&s)["kafka"];
+    eprintln!("kafka figures: {k}");
+    let (ra1, rd1) = (of_topic(&read1, "k-alerts"), of_topic(&read1, "k-dns"));
+    let read2 = consume(port, &[("k-alerts", alerts.len() - ra1.len()), ("k-dns", dns.len() - rd1.len())]);
+    let (ra2, rd2) = (of_topic(&read2, "k-alerts"), of_topic(&read2, "k-dns"));
+    eprintln!(
+        "file: {} alerts, {} DNS; first broker: {} alerts, {} DNS; second broker: {} alerts, {} DNS; \
+         broker down {:.1} s; test {:.1} s",
+        alerts.len(),
+        dns.len(),
+        ra1.len(),
+        rd1.len(),
+        ra2.len(),
+        rd2.len(),
+        outage.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!rd1.is_empty() && !rd2.is_empty(), "both brokers got records");
+    // Alerts: each exactly once after de-duplication by event.id, in the file's order per
+    // client.
+    let ra: Vec<Read_> = ra1.iter().chain(&ra2).cloned().collect();
+    check_alerts_once(&ra, &alerts);
+    // DNS records: each at least once, nothing the file does not have; without repeats,
+    // the file's order per client too.
+    let rd: Vec<Read_> = rd1.iter().chain(&rd2).cloned().collect();
+    let mut got: Vec<String> = rd.iter().map(|r| r.3.clone()).collect();
+    got = sorted(got);
+    got.dedup();
+    let mut want = sorted(dns.clone());
+    want.dedup();
+    assert_eq!(got, want, "every DNS record at least once, and nothing else");
+    if rd.len() == dns.len() {
+        check_keys_and_order(&rd, &dns);
+    } else {
+        eprintln!("{} DNS records read twice; order not compared", rd.len() - dns.len());
+    }
+    if ra.len() == alerts.len() {
+        check_keys_and_order(&ra, &alerts);
+    }
+    // The spool's figures: the outage went through it, and nothing was lost on the way.
+    let n = |v: &Value| v.as_u64().unwrap();
+    assert!(n(&k["spooled"]["dns"]) + n(&k["spooled"]["alerts"]) > 0, "the outage reached the spool: {k}");
+    assert!(n(&k["resent_from_spool"]["dns"]) + n(&k["resent_from_spool"]["alerts"]) > 0, "{k}");
+    assert!(n(&k["broker_errors"]) > 0, "the client saw its broker die: {k}");
+    assert_eq!(k["dropped_spool_full"], serde_json::json!({"alerts": 0, "dns": 0}), "{k}");
+    assert_eq!(k["failed"], 0, "{k}");
+    assert_eq!(k["spool_errors"], 0, "{k}");
+    assert_eq!(k["spool"]["records"], 0, "all delivered in the end: {k}");
+    assert_eq!(k["delivered"]["alerts"], alerts.len() as u64, "{k}");
+    assert_eq!(k["delivered"]["dns"], dns.len() as u64, "{k}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -7,7 +7,10 @@ Counts the records it reads instead of trusting the broker's offsets (tansu repo
 watermarks oddly): it stops once every topic has at least its expected count and nothing
 more came for --grace seconds (so duplicates show up), or after --timeout seconds.
 
-usage: kafka_consume.py BROKERS TOPIC=COUNT [TOPIC=COUNT...] [--timeout S] [--grace S]
+With --follow it never stops on the counts: it prints (and flushes) each record as it
+arrives until --timeout or until it is killed, so that a test can watch a topic live.
+
+usage: kafka_consume.py BROKERS TOPIC=COUNT [TOPIC=COUNT...] [--timeout S] [--grace S] [--follow]
 """
 import argparse
 import sys
@@ -23,6 +26,7 @@ def main():
     ap.add_argument("topics", nargs="+", help="TOPIC=EXPECTED_COUNT")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--grace", type=float, default=1.0)
+    ap.add_argument("--follow", action="store_true")
     a = ap.parse_args()
     want = {}
     for t in a.topics:
@@ -62,7 +66,7 @@ def main():
         m = c.poll(0.1)
         now = time.monotonic()
         if m is None:
-            if all(got[t] >= want[t] for t in want) and now - last >= a.grace:
+            if not a.follow and all(got[t] >= want[t] for t in want) and now - last >= a.grace:
                 break
             continue
         if m.error():
@@ -72,6 +76,8 @@ def main():
         key = (m.key() or b"").decode()
         value = (m.value() or b"").decode()
         out.write("%s\t%d\t%s\t%s\n" % (m.topic(), m.partition(), key, value))
+        if a.follow:
+            out.flush()
         got[m.topic()] += 1
         last = now
     out.flush()

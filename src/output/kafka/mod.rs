@@ -147,6 +147,9 @@ pub struct KafkaStats {
     /// Errors the client reported about the brokers (connection refused, all brokers
     /// down...).
     pub broker_errors: AtomicU64,
+    /// Stuck producers replaced by new ones (after a fatal error, or a broker that lost
+    /// the producer's state).
+    pub producer_restarts: AtomicU64,
     pub spool_records: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub spool_segments: AtomicU64,
@@ -170,6 +173,7 @@ impl KafkaStats {
             recovered: AtomicU64::new(0),
             returned_at_exit: AtomicU64::new(0),
             broker_errors: AtomicU64::new(0),
+            producer_restarts: AtomicU64::new(0),
             spool_records: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             spool_segments: AtomicU64::new(0),
@@ -214,6 +218,7 @@ impl KafkaStats {
             "recovered_at_start": l(&self.recovered),
             "returned_to_spool_at_exit": l(&self.returned_at_exit),
             "broker_errors": l(&self.broker_errors),
+            "producer_restarts": l(&self.producer_restarts),
             "spool": {"records": l(&self.spool_records), "bytes": l(&self.spool_bytes), "segments": l(&self.spool_segments)},
             "queue_depth": l(&self.queue_depth),
             "in_flight": l(&self.in_flight),
@@ -225,7 +230,8 @@ impl KafkaStats {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "kafka: delivered {} alerts, {} DNS records ({} bytes); spooled {} alerts, {} DNS ({} resent, {} recovered from an earlier run); \
-             dropped with the spool full: {} DNS, {} alerts; failed {}; left in the spool: {} records ({} bytes, {} put back at exit)\n",
+             dropped with the spool full: {} DNS, {} alerts; failed {}; left in the spool: {} records ({} bytes, {} put back at exit); \
+             stuck producers replaced: {}\n",
             l(&self.delivered[0]),
             l(&self.delivered[1]),
             l(&self.delivered_bytes),
@@ -239,6 +245,7 @@ impl KafkaStats {
             l(&self.spool_records),
             l(&self.spool_bytes),
             l(&self.returned_at_exit),
+            l(&self.producer_restarts),
         )
     }
 }
