@@ -338,6 +338,31 @@ fn summary(p: &Path) -> Value {
     json(&std::fs::read_to_string(p).unwrap())
 }
 
+/// Adds the Kafka output (alerts and DNS records to `topics`, spool in `spool`) and the
+/// file outputs of the same run, named by `tag` under `d`, to `c`. Returns the alerts, DNS
+/// log and summary paths.
+fn kafka_and_files(
+    c: &mut Command,
+    brokers: &str,
+    topics: [&str; 2],
+    spool: &Path,
+    d: &Path,
+    tag: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, l, s) =
+        (d.join(format!("{tag}.alerts")), d.join(format!("{tag}.dns")), d.join(format!("{tag}.json")));
+    c.args(["--kafka-brokers", brokers])
+        .args(["--kafka-alerts-topic", topics[0], "--kafka-dns-topic", topics[1], "--kafka-spool-dir"])
+        .arg(spool)
+        .arg("-a")
+        .arg(&a)
+        .arg("--dns-log")
+        .arg(&l)
+        .arg("--summary-json")
+        .arg(&s);
+    (a, l, s)
+}
+
 #[test]
 fn kafka_records_equal_the_file_output_record_for_record() {
     let Some(tansu) = tools() else {
@@ -346,22 +371,15 @@ fn kafka_records_equal_the_file_output_record_for_record() {
     let d = tmpdir("kafka-equal");
     let port = free_port();
     let _broker = Tansu::start(&tansu, port, port, &["t-alerts", "t-dns"]);
-    let (a, l, s) = (d.join("alerts.ndjson"), d.join("dns.ndjson"), d.join("summary.json"));
-    let o = Command::new(bin())
-        .arg("replay")
-        .args([project_capture("dns-calc.pcap"), project_capture("iodine.pcap")])
-        .args(["-q", "--sensor-name", "test-sensor", "--kafka-brokers", &format!("127.0.0.1:{port}")])
-        .args(["--kafka-alerts-topic", "t-alerts", "--kafka-dns-topic", "t-dns"])
-        .arg("--kafka-spool-dir")
-        .arg(d.join("spool"))
-        .arg("-a")
-        .arg(&a)
-        .arg("--dns-log")
-        .arg(&l)
-        .arg("--summary-json")
-        .arg(&s)
-        .output()
-        .unwrap();
+    let mut c = Command::new(bin());
+    c.arg("replay").args([project_capture("dns-calc.pcap"), project_capture("iodine.pcap")]).args([
+        "-q",
+        "--sensor-name",
+        "test-sensor",
+    ]);
+    let brokers = format!("127.0.0.1:{port}");
+    let (a, l, s) = kafka_and_files(&mut c, &brokers, ["t-alerts", "t-dns"], &d.join("spool"), &d, "run");
+    let o = c.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (alerts, dns) = (lines(&a), lines(&l));
     assert!(alerts.len() >= 3 && dns.len() > 100, "{} alerts, {} DNS records", alerts.len(), dns.len());
@@ -434,19 +452,10 @@ impl PipedReplay {
             "[general]\nbatch_packets = 16\n[kafka]\nmemory_records = 16\nflush_timeout = 30\n",
         )
         .unwrap();
-        let (alerts, dns, summary) = (d.join("alerts.ndjson"), d.join("dns.ndjson"), d.join("summary.json"));
-        let mut child = Command::new(bin())
-            .args(["replay", "-", "-q", "--threads", "2", "-c"])
-            .arg(&cfg)
-            .args(["--kafka-brokers", brokers])
-            .args(["--kafka-alerts-topic", topics[0], "--kafka-dns-topic", topics[1], "--kafka-spool-dir"])
-            .arg(spool)
-            .arg("-a")
-            .arg(&alerts)
-            .arg("--dns-log")
-            .arg(&dns)
-            .arg("--summary-json")
-            .arg(&summary)
+        let mut c = Command::new(bin());
+        c.args(["replay", "-", "-q", "--threads", "2", "-c"]).arg(&cfg);
+        let (alerts, dns, summary) = kafka_and_files(&mut c, brokers, topics, spool, d, "run");
+        let mut child = c
             // The client's own account of the outage, for the test's output.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
@@ -668,22 +677,11 @@ fn records_left_in_the_spool_go_out_first_on_the_next_start() {
     let port = free_port();
     let spool = d.join("spool");
     let run = |capture: &str, tag: &str| {
-        let (a, l, s) =
-            (d.join(format!("{tag}.alerts")), d.join(format!("{tag}.dns")), d.join(format!("{tag}.json")));
-        let o = Command::new(bin())
-            .arg("replay")
-            .arg(project_capture(capture))
-            .args(["-q", "--kafka-brokers", &format!("127.0.0.1:{port}"), "--kafka-flush-timeout", "2"])
-            .args(["--kafka-alerts-topic", "r-alerts", "--kafka-dns-topic", "r-dns", "--kafka-spool-dir"])
-            .arg(&spool)
-            .arg("-a")
-            .arg(&a)
-            .arg("--dns-log")
-            .arg(&l)
-            .arg("--summary-json")
-            .arg(&s)
-            .output()
-            .unwrap();
+        let mut c = Command::new(bin());
+        c.arg("replay").arg(project_capture(capture)).args(["-q", "--kafka-flush-timeout", "2"]);
+        let brokers = format!("127.0.0.1:{port}");
+        let (a, l, s) = kafka_and_files(&mut c, &brokers, ["r-alerts", "r-dns"], &spool, &d, tag);
+        let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         (lines(&a), lines(&l), summary(&s)["kafka"].clone())
     };
