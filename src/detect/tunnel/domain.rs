@@ -128,11 +128,11 @@ pub fn registered_domain<'a>(name: &'a str, list: &SuffixList) -> &'a str {
         Some(start) => {
             // start points just past a '.', so start >= 2 and start - 1 is that dot.
             let before = name.get(..start.saturating_sub(1)).unwrap_or("");
-            let label_start = before.rfind('.').map_or(0, |i| i + 1);
+            let label_start = after_last_dot(before);
             name.get(label_start..).unwrap_or(name)
         }
         None => {
-            let last_start = name.rfind('.').map_or(0, |i| i + 1);
+            let last_start = after_last_dot(name);
             let last = name.get(last_start..).unwrap_or("");
             if !tld_shaped(last) {
                 return name.split('.').next().unwrap_or(name);
@@ -141,10 +141,18 @@ pub fn registered_domain<'a>(name: &'a str, list: &SuffixList) -> &'a str {
                 return name;
             }
             let before = name.get(..last_start - 1).unwrap_or("");
-            let start = before.rfind('.').map_or(0, |i| i + 1);
+            let start = after_last_dot(before);
             name.get(start..).unwrap_or(name)
         }
     }
+}
+
+/// Where the last label of `name` starts: just past its last dot, or 0.
+///
+/// A plain byte loop: labels are short, and `str::rfind(char)` goes through a generic
+/// searcher whose set-up cost more than the scan (5% of a replay's instructions).
+pub fn after_last_dot(name: &str) -> usize {
+    name.as_bytes().iter().rposition(|&b| b == b'.').map_or(0, |i| i + 1)
 }
 
 /// A label that could be a top-level domain: ASCII letters only, or an IDN `xn--` label.
@@ -227,7 +235,7 @@ impl DomainAllowList {
         let mut end_labels = 0;
         let mut pos = name.len();
         loop {
-            let start = name.get(..pos).and_then(|s| s.rfind('.')).map_or(0, |i| i + 1);
+            let start = name.get(..pos).map_or(0, after_last_dot);
             end_labels += 1;
             if let Some(d) = name.get(start..).and_then(|c| self.domains.get(c)) {
                 return Some(d.as_str());
