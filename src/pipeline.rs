@@ -675,6 +675,8 @@ impl Worker {
             id,
             n,
             txns: cfg.dns_log.then(|| Transactions::new(cfg.dns_timeout, share(cfg.max_pending_queries))),
+            // Without a DNS log nobody reads answer owner names or TXT text: skip rendering them.
+            spare: Spare::new(!cfg.dns_log),
             tcp: TcpDnsStreams::new(share(cfg.max_tcp_streams)),
             calc: CalcDetector::new(calc),
             tunnel: TunnelDetector::new(tunnel)?,
@@ -687,7 +689,6 @@ impl Worker {
             done: Vec::new(),
             lines: Vec::new(),
             tcp_msgs: Vec::new(),
-            spare: Spare::default(),
         })
     }
 

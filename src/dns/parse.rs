@@ -11,7 +11,7 @@
 //! `RData::Other` with `BadRdata`, and a message that ends cleanly before its counts say
 //! gets `CountMismatch`.
 
-use super::name::{read_name_into, skip_name, NameError};
+use super::name::{check_name, read_name_into, skip_name, NameError};
 use super::{rtype, Anomaly, DnsMessage, Question, RData, Record};
 use domain::base::Message;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -72,6 +72,10 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
 /// of messages, and a malloc/free pair per name was ~5% of its time.
 #[derive(Default)]
 pub struct Spare {
+    /// Leave out the text only the DNS log reads: answer owner names, TXT strings and MX
+    /// exchanges come back empty (still checked, so anomalies and counts are unchanged).
+    /// CNAME targets, addresses and questions are always decoded: the detectors use them.
+    pub lean: bool,
     strings: Vec<String>,
     questions: Vec<Question>,
     answers: Vec<Record>,
@@ -83,6 +87,10 @@ const SPARE_STRINGS: usize = 64;
 const SPARE_STRING_CAP: usize = 512;
 
 impl Spare {
+    pub fn new(lean: bool) -> Spare {
+        Spare { lean, ..Spare::default() }
+    }
+
     /// Takes `m` apart and keeps its memory for the next parse.
     pub fn recycle(&mut self, mut m: DnsMessage) {
         for q in m.questions.drain(..) {
@@ -105,7 +113,7 @@ impl Spare {
     }
 
     fn keep(&mut self, mut s: String) {
-        if self.strings.len() < SPARE_STRINGS && s.capacity() <= SPARE_STRING_CAP {
+        if self.strings.len() < SPARE_STRINGS && (1..=SPARE_STRING_CAP).contains(&s.capacity()) {
             s.clear();
             self.strings.push(s);
         }
@@ -222,6 +230,24 @@ pub fn fuzz_parse(data: &[u8]) {
     }
     assert_eq!(m.answer_rdata_bytes, rdata);
     assert!(m.rcode < 1 << 12);
+    // Lean parsing is the same walk: only the text it skips may differ.
+    let lean = parse_message_reusing(data, &mut Spare::new(true));
+    assert_eq!(lean, Ok(without_log_text(m)));
+}
+
+/// `m` as a lean parse returns it: no owner names, TXT strings or non-CNAME target names.
+#[doc(hidden)]
+pub fn without_log_text(mut m: DnsMessage) -> DnsMessage {
+    for r in &mut m.answers {
+        r.name.clear();
+        match &mut r.data {
+            RData::Name(n) if r.rtype != rtype::CNAME => n.clear(),
+            RData::Mx { exchange, .. } => exchange.clear(),
+            RData::Txt(t) => t.clear(),
+            _ => {}
+        }
+    }
+    m
 }
 
 /// A cursor over the message with the anomalies seen so far.
@@ -292,8 +318,13 @@ impl Walk<'_, '_> {
             self.stop(start);
             return None;
         }
-        let mut name = self.spare.string();
-        let after_name = match read_name_into(self.buf, start, &mut name) {
+        let mut name = if self.spare.lean { String::new() } else { self.spare.string() };
+        let read = if self.spare.lean {
+            check_name(self.buf, start)
+        } else {
+            read_name_into(self.buf, start, &mut name)
+        };
+        let after_name = match read {
             Ok(end) => end,
             Err(e) => {
                 self.spare.unused(name);
@@ -324,20 +355,25 @@ impl Walk<'_, '_> {
         Some(match t {
             rtype::A => RData::A(Ipv4Addr::from(<[u8; 4]>::try_from(rd).ok()?)),
             rtype::AAAA => RData::Aaaa(Ipv6Addr::from(<[u8; 16]>::try_from(rd).ok()?)),
-            rtype::CNAME | rtype::NS | rtype::PTR | rtype::DNAME => RData::Name(self.rdata_name(start, end)?),
+            rtype::CNAME => RData::Name(self.rdata_name(start, end, true)?),
+            rtype::NS | rtype::PTR | rtype::DNAME => {
+                RData::Name(self.rdata_name(start, end, !self.spare.lean)?)
+            }
             rtype::MX => {
                 let pref = rd.get(..2)?;
                 let preference = u16::from_be_bytes([pref[0], pref[1]]);
-                RData::Mx { preference, exchange: self.rdata_name(start + 2, end)? }
+                RData::Mx { preference, exchange: self.rdata_name(start + 2, end, !self.spare.lean)? }
             }
             rtype::TXT => {
                 let mut strings = Vec::new();
                 let mut rest = rd;
                 while let Some((&len, after)) = rest.split_first() {
                     let s = after.get(..usize::from(len))?;
-                    let mut text = self.spare.string();
-                    super::name::push_escaped(&mut text, s);
-                    strings.push(text);
+                    if !self.spare.lean {
+                        let mut text = self.spare.string();
+                        super::name::push_escaped(&mut text, s);
+                        strings.push(text);
+                    }
                     rest = after.get(s.len()..)?;
                 }
                 RData::Txt(strings)
@@ -348,7 +384,18 @@ impl Walk<'_, '_> {
 
     /// A name that must fill `start..end` exactly (pointers may still reach back anywhere
     /// before it in the message).
-    fn rdata_name(&mut self, start: usize, end: usize) -> Option<String> {
+    /// Unless `render`, the name is only checked and comes back empty.
+    fn rdata_name(&mut self, start: usize, end: usize, render: bool) -> Option<String> {
+        if !render {
+            return match check_name(self.buf, start) {
+                Ok(p) if p == end => Some(String::new()),
+                Ok(_) => None,
+                Err(e) => {
+                    self.name_error(e);
+                    None
+                }
+            };
+        }
         let mut name = self.spare.string();
         match read_name_into(self.buf, start, &mut name) {
             Ok(p) if p == end => Some(name),
