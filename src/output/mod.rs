@@ -5,6 +5,7 @@
 //! **Architecture invariant:** only `output` and `detect` build JSON; decoding never does.
 
 pub mod dnslog;
+pub mod doc;
 pub mod kafka;
 pub mod sink;
 pub mod summary;
