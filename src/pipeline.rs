@@ -835,8 +835,8 @@ impl Worker {
         for t in self.done.drain(..) {
             let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
             let mut rec = dnslog::record(&t);
-            rec.insert("observer.name".into(), serde_json::Value::String(self.cfg.sensor_name.clone()));
-            let text = serde_json::Value::Object(rec).to_string();
+            rec.insert("observer.name", self.cfg.sensor_name.clone());
+            let text = json_line(&mut rec, &mut self.json);
             self.lines.push(OutLine { key: (seq, phase, ts), text, client: t.key.client, alert: None });
             for s in [t.query, t.response].into_iter().flatten() {
                 self.spare.recycle(s.msg);
