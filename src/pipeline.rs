@@ -660,7 +660,7 @@ struct Worker {
     /// Memory of finished messages, reused by the next parse.
     spare: Spare,
     /// Where `emit` writes each line's JSON before copying it out.
-    json: Vec<u8>,
+    json: String,
 }
 
 impl Worker {
@@ -690,7 +690,7 @@ impl Worker {
             lines: Vec::new(),
             tcp_msgs: Vec::new(),
             spare: Spare::default(),
-            json: Vec::new(),
+            json: String::new(),
         })
     }
 
@@ -847,11 +847,10 @@ impl Worker {
 
 /// One output line: the record written as JSON into `buf` (reused, so it has grown to fit a
 /// line already) and copied out at its exact size.
-fn json_line(doc: &mut Doc, buf: &mut Vec<u8>) -> String {
+fn json_line(doc: &mut Doc, buf: &mut String) -> String {
     buf.clear();
     doc.write_json(buf);
-    // serde_json writes only UTF-8; the lossy path is never taken.
-    String::from_utf8(buf.clone()).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    buf.as_str().to_owned()
 }
 
 struct OutputResult {

@@ -91,14 +91,14 @@ pub fn event_id(sensor: &str, rule: &str, doc: &Doc) -> String {
     part(rule.as_bytes());
     // A value enters as its JSON text (a string with its quotes and escapes), written into
     // one reused buffer.
-    let mut text = Vec::with_capacity(128);
+    let mut text = String::with_capacity(128);
     for k in IDENTITY {
         match doc.get(k) {
             Some(v) => {
                 part(k.as_bytes());
                 text.clear();
                 v.write_json(&mut text);
-                part(&text);
+                part(text.as_bytes());
             }
             None => part(b""),
         }
