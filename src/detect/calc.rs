@@ -583,6 +583,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         let a = &out[0];
         assert_eq!((a.ts, a.rule, a.client), (T0 + 1_200_000_000, RULE, ip(CLIENT)));
+        crate::output::doc::assert_writes_as_a_map(&a.doc);
         assert_eq!(
             field(a, "event.reason"),
             "10.0.0.5 connected to 198.51.100.7:10198 = 198*51 + 100 (apt12) 1.2 s after resolving c2.example to 198.51.100.7"
@@ -855,6 +856,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         let a = &out[0];
         assert_eq!(a.rule, RULE_NO_DNS);
+        crate::output::doc::assert_writes_as_a_map(&a.doc);
         assert_eq!(field(a, "rule.name"), "dns_calculation_no_dns");
         assert_eq!(field(a, "event.severity"), 21);
         assert_eq!(field(a, "portent.formula"), "apt12");

@@ -138,6 +138,7 @@ mod tests {
             query: Some(Seen { ts: 1_000_000_000, seq: 0, msg: q }),
             response: Some(Seen { ts: 1_002_500_000, seq: 1, msg: r }),
         };
+        crate::output::doc::assert_writes_as_a_map(&record(&t));
         let v = Value::Object(record(&t).to_map());
         assert_eq!(v["@timestamp"], "1970-01-01T00:00:01.000000Z");
         assert_eq!(v["source.ip"], "10.0.0.5");

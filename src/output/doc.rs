@@ -430,6 +430,14 @@ impl<T: Into<Field>> From<Vec<T>> for Field {
     }
 }
 
+/// For detector tests: the alert's line is what a `serde_json::Map` of its fields writes.
+#[cfg(test)]
+pub fn assert_writes_as_a_map(d: &Doc) {
+    let mut line = String::new();
+    d.clone().write_json(&mut line);
+    assert_eq!(line, Value::Object(d.to_map()).to_string());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,7 @@ fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1, "one alert per group per window");
+    crate::output::doc::assert_writes_as_a_map(&t[0].doc);
     let doc = &t[0].doc.to_map();
     assert_eq!(doc["dns.question.registered_domain"], "example.net");
     assert_eq!(doc["source.ip"], "10.0.0.5");
@@ -286,6 +287,7 @@ fn reputation_feed_alerts_once_per_pair_per_window() {
     feed(&mut d, T0 + 2 * SEC, "10.8.8.9", &query("www.drivres-update.info", 1), &mut out);
     feed(&mut d, T0 + 3 * SEC, "10.8.8.9", &query("update.info", 1), &mut out);
     let r = by_rule(&out, "dns_reputation");
+    crate::output::doc::assert_writes_as_a_map(&r[0].doc);
     assert_eq!(r.len(), 2, "one per (client, listed domain) per window");
     assert_eq!(r[0].doc.to_map()["portent.reputation.listed_domain"], "drivres-update.info");
     assert_eq!(r[0].doc.to_map()["dns.question.name"], "Drivres-Update.info");
@@ -310,6 +312,7 @@ fn query_burst_across_many_domains() {
         );
     }
     let b = by_rule(&out, "dns_query_burst");
+    crate::output::doc::assert_writes_as_a_map(&b[0].doc);
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].doc.to_map()["portent.burst.registered_domains"], 350);
     assert_eq!(b[0].doc.to_map()["portent.burst.queries"], 600);
