@@ -417,16 +417,16 @@ fn answer_alert(
     };
     let mut m =
         alert_base(syn.ts, RULE, sev, ("T1568", "Dynamic Resolution"), ("T1568.003", "DNS Calculation"));
-    m.insert("source.ip", syn.src.to_string());
+    m.insert("source.ip", syn.src);
     m.insert("source.port", syn.sport);
-    m.insert("destination.ip", syn.dst.to_string());
+    m.insert("destination.ip", syn.dst);
     m.insert("destination.port", syn.dport);
     m.insert("dns.question.name", a.qname.to_string());
-    m.insert("dns.resolved_ip", resolved.to_string());
+    m.insert("dns.resolved_ip", resolved);
     m.insert("portent.formula", f.name().to_string());
     m.insert("portent.formula_expression", f.text().to_string());
     m.insert("portent.answer_age_ms", age / 1_000_000);
-    m.insert("portent.resolver", a.resolver.to_string());
+    m.insert("portent.resolver", a.resolver);
     m.insert("portent.syn_count", count);
     m.insert("portent.destination_is_answer", is_answer);
     m.insert(
@@ -457,9 +457,9 @@ fn no_dns_alert(syn: &Syn, dst: Ipv4Addr, f: &Formula, count: u32) -> Alert {
         ("T1568", "Dynamic Resolution"),
         ("T1568.003", "DNS Calculation"),
     );
-    m.insert("source.ip", syn.src.to_string());
+    m.insert("source.ip", syn.src);
     m.insert("source.port", syn.sport);
-    m.insert("destination.ip", syn.dst.to_string());
+    m.insert("destination.ip", syn.dst);
     m.insert("destination.port", syn.dport);
     m.insert("portent.formula", f.name().to_string());
     m.insert("portent.formula_expression", f.text().to_string());

@@ -14,9 +14,9 @@ pub fn record(t: &Transaction) -> Doc {
     let ts = first.map(|s| s.ts).unwrap_or(0);
     m.insert("@timestamp", Field::Time(ts));
     m.insert("event.dataset", "portent.dns");
-    m.insert("source.ip", t.key.client.to_string());
+    m.insert("source.ip", t.key.client);
     m.insert("source.port", t.key.client_port);
-    m.insert("destination.ip", t.key.server.to_string());
+    m.insert("destination.ip", t.key.server);
     m.insert("destination.port", t.key.server_port);
     m.insert("network.transport", t.key.transport.name());
     m.insert("network.protocol", "dns");
@@ -37,8 +37,8 @@ pub fn record(t: &Transaction) -> Doc {
             .answers
             .iter()
             .filter_map(|a| match a.data {
-                RData::A(ip) => Some(Field::from(ip.to_string())),
-                RData::Aaaa(ip) => Some(Field::from(ip.to_string())),
+                RData::A(ip) => Some(Field::from(ip)),
+                RData::Aaaa(ip) => Some(Field::from(ip)),
                 _ => None,
             })
             .collect();
@@ -55,8 +55,8 @@ pub fn record(t: &Transaction) -> Doc {
 
 fn answer(a: &crate::dns::Record) -> Field {
     let data = match &a.data {
-        RData::A(ip) => Field::from(ip.to_string()),
-        RData::Aaaa(ip) => Field::from(ip.to_string()),
+        RData::A(ip) => Field::from(*ip),
+        RData::Aaaa(ip) => Field::from(*ip),
         RData::Name(n) => Field::from(n.clone()),
         RData::Mx { preference, exchange } => Field::from(format!("{preference} {exchange}")),
         RData::Txt(parts) => Field::from(parts.join(" ")),

@@ -743,8 +743,8 @@ impl TunnelDetector {
                 ("T1071", "Application Layer Protocol"),
                 ("T1071.004", "DNS"),
             );
-            doc.insert("source.ip", ev.client.to_string());
-            doc.insert("destination.ip", ev.server.to_string());
+            doc.insert("source.ip", ev.client);
+            doc.insert("destination.ip", ev.server);
             doc.insert("portent.window.start", Field::Time(c.w_start));
             doc.insert("portent.window.end", Field::Time(c.w_start.saturating_add(cfg.window)));
             doc.insert("portent.burst.queries", c.queries);
@@ -802,8 +802,8 @@ impl TunnelDetector {
             ("T1071", "Application Layer Protocol"),
             ("T1071.004", "DNS"),
         );
-        doc.insert("source.ip", ev.client.to_string());
-        doc.insert("destination.ip", ev.server.to_string());
+        doc.insert("source.ip", ev.client);
+        doc.insert("destination.ip", ev.server);
         doc.insert("dns.question.name", raw.to_string());
         doc.insert("dns.question.registered_domain", rd.to_string());
         doc.insert("portent.reputation.listed_domain", listed.to_string());
@@ -969,8 +969,8 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         ("T1071.004", "DNS"),
     );
     let w = &g.earlier.merged(&g.w);
-    doc.insert("source.ip", g.client.to_string());
-    doc.insert("destination.ip", g.server.to_string());
+    doc.insert("source.ip", g.client);
+    doc.insert("destination.ip", g.server);
     doc.insert("dns.question.registered_domain", g.domain.to_string());
     doc.insert("dns.question.name", g.example.clone());
     doc.insert("portent.window.start", Field::Time(w.start));
