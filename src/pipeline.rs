@@ -28,7 +28,8 @@ use crate::detect::{Alert, DnsEvent, Syn};
 use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
 use crate::dns::{parse_message_reusing, DnsMessage, Spare};
-use crate::output::doc::{Doc, Field};
+use crate::output::alert::alert_line;
+use crate::output::doc::Doc;
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
@@ -812,24 +813,13 @@ impl Worker {
     fn emit(&mut self, seq: u64, phase: u8) {
         for mut a in self.alerts.drain(..) {
             self.stats.alerts.entry(a.rule).and_modify(|c| *c += 1).or_insert(1);
-            let doc = &mut a.doc;
-            if let Some(m) = &self.cfg.event_module {
-                doc.insert("event.module", m.clone());
-            }
-            doc.insert("observer.name", self.cfg.sensor_name.clone());
-            // Sorted once here, so that the lookups below are binary searches.
-            doc.sort();
-            let domain = ["dns.question.registered_domain", "dns.question.name"]
-                .iter()
-                .find_map(|k| doc.get(k).and_then(Field::as_str).map(str::to_string));
-            let id = crate::detect::event_id(&self.cfg.sensor_name, a.rule, doc);
-            doc.insert("event.id", id);
-            let text = json_line(doc, &mut self.json);
+            let line =
+                alert_line(&mut a, &self.cfg.sensor_name, self.cfg.event_module.as_deref(), &mut self.json);
             self.lines.push(OutLine {
                 key: (seq, phase, a.ts),
-                text,
+                text: line.text,
                 client: a.client,
-                alert: Some(AlertMeta { rule: a.rule, client: a.client, domain }),
+                alert: Some(AlertMeta { rule: a.rule, client: a.client, domain: line.domain }),
             });
         }
         for t in self.done.drain(..) {

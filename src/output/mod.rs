@@ -4,6 +4,7 @@
 //!
 //! **Architecture invariant:** only `output` and `detect` build JSON; decoding never does.
 
+pub mod alert;
 pub mod dnslog;
 pub mod doc;
 pub mod kafka;
