@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-packet stages: decode, DNS parse, answer cache, DNS
-//! Calculation check. `cargo bench --bench stages` (add `-- --quick` for a short run).
+//! Calculation check, and writing an alert line. `cargo bench --bench stages` (add
+//! `-- --quick` for a short run).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use etherparse::PacketBuilder;
@@ -153,5 +154,59 @@ fn tunnel_and_defrag(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stages, tunnel_and_defrag);
+/// One alert of each detector turned into its output line (fields added, sorted, event.id,
+/// JSON), next to the same fields through a serde_json::Map and Display, the way lines were
+/// written before output::doc (that row leaves out event.id).
+fn alert_lines(c: &mut Criterion) {
+    use portent::detect::tunnel::{TunnelConfig, TunnelDetector};
+    use portent::detect::{Alert, DnsEvent};
+    use portent::output::alert::alert_line;
+
+    let client = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+    let resolver = IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8));
+    let cache = AnswerCache::new(CacheConfig::default());
+    let m = parse_message(&a_response(1, "c2.example.net", &[[198, 51, 100, 7]])).expect("parse");
+    cache.insert(client, resolver, TS, &m);
+    let mut out = Vec::new();
+    let syn = Syn {
+        ts: TS + 1_000_000,
+        src: client,
+        sport: 50000,
+        dst: IpAddr::from([198, 51, 100, 7]),
+        dport: 10198,
+    };
+    CalcDetector::new(CalcConfig::default()).on_syn(&syn, &cache, &mut out);
+    let calc = out.pop().expect("a dns_calculation alert");
+
+    let mut det = TunnelDetector::new(TunnelConfig::default()).expect("tunnel config");
+    let server = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53));
+    let mut tunnel: Option<Alert> = None;
+    for i in 0..10_000u32 {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        name(&mut q, &format!("{:08x}{:08x}{:08x}.t.example.com", i.wrapping_mul(0x9e37_79b9), i, !i));
+        q.extend_from_slice(&[0, 16, 0, 1]);
+        let msg = parse_message(&q).expect("query");
+        let ev =
+            DnsEvent { ts: TS + u64::from(i) * 100_000_000, client, server, msg: &msg, wire_len: q.len() };
+        det.on_dns(&ev, &mut out);
+        if let Some(a) = out.drain(..).find(|a| a.rule == "dns_tunneling") {
+            tunnel = Some(a);
+            break;
+        }
+    }
+    let tunnel = tunnel.expect("a dns_tunneling alert");
+
+    let mut buf = String::new();
+    for (what, a) in [("dns_calculation", &calc), ("dns_tunneling", &tunnel)] {
+        let fields = a.doc.len();
+        c.bench_function(&format!("output::alert_line, {what} ({fields} fields)"), |b| {
+            b.iter(|| alert_line(&mut black_box(a).clone(), "sensor-1", None, &mut buf).text.len())
+        });
+        c.bench_function(&format!("serde_json::Map + Display, {what}, no event.id"), |b| {
+            b.iter(|| serde_json::Value::Object(black_box(a).doc.to_map()).to_string().len())
+        });
+    }
+}
+
+criterion_group!(benches, stages, tunnel_and_defrag, alert_lines);
 criterion_main!(benches);

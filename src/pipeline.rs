@@ -28,12 +28,13 @@ use crate::detect::{Alert, DnsEvent, Syn};
 use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
 use crate::dns::{parse_message_reusing, DnsMessage, Spare};
+use crate::output::alert::alert_line;
+use crate::output::doc::Doc;
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
 use crate::Nanos;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
@@ -659,6 +660,8 @@ struct Worker {
     tcp_msgs: Vec<Vec<u8>>,
     /// Memory of finished messages, reused by the next parse.
     spare: Spare,
+    /// Where `emit` writes each line's JSON before copying it out.
+    json: String,
 }
 
 impl Worker {
@@ -689,6 +692,7 @@ impl Worker {
             done: Vec::new(),
             lines: Vec::new(),
             tcp_msgs: Vec::new(),
+            json: String::new(),
         })
     }
 
@@ -808,37 +812,36 @@ impl Worker {
     }
 
     fn emit(&mut self, seq: u64, phase: u8) {
-        for a in self.alerts.drain(..) {
-            let domain = ["dns.question.registered_domain", "dns.question.name"]
-                .iter()
-                .find_map(|k| a.doc.get(*k).and_then(Value::as_str).map(str::to_string));
+        for mut a in self.alerts.drain(..) {
             self.stats.alerts.entry(a.rule).and_modify(|c| *c += 1).or_insert(1);
-            let mut doc = a.doc;
-            if let Some(m) = &self.cfg.event_module {
-                doc.insert("event.module".into(), Value::String(m.clone()));
-            }
-            doc.insert("observer.name".into(), Value::String(self.cfg.sensor_name.clone()));
-            let id = crate::detect::event_id(&self.cfg.sensor_name, a.rule, &doc);
-            doc.insert("event.id".into(), Value::String(id));
-            let text = Value::Object(doc).to_string();
+            let line =
+                alert_line(&mut a, &self.cfg.sensor_name, self.cfg.event_module.as_deref(), &mut self.json);
             self.lines.push(OutLine {
                 key: (seq, phase, a.ts),
-                text,
+                text: line.text,
                 client: a.client,
-                alert: Some(AlertMeta { rule: a.rule, client: a.client, domain }),
+                alert: Some(AlertMeta { rule: a.rule, client: a.client, domain: line.domain }),
             });
         }
         for t in self.done.drain(..) {
             let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
             let mut rec = dnslog::record(&t);
-            rec.insert("observer.name".into(), Value::String(self.cfg.sensor_name.clone()));
-            let text = Value::Object(rec).to_string();
+            rec.insert("observer.name", self.cfg.sensor_name.clone());
+            let text = json_line(&mut rec, &mut self.json);
             self.lines.push(OutLine { key: (seq, phase, ts), text, client: t.key.client, alert: None });
             for s in [t.query, t.response].into_iter().flatten() {
                 self.spare.recycle(s.msg);
             }
         }
     }
+}
+
+/// One output line: the record written as JSON into `buf` (reused, so it has grown to fit a
+/// line already) and copied out at its exact size.
+fn json_line(doc: &mut Doc, buf: &mut String) -> String {
+    buf.clear();
+    doc.write_json(buf);
+    buf.as_str().to_owned()
 }
 
 struct OutputResult {

@@ -29,8 +29,8 @@ use crate::detect::formula::Formula;
 use crate::detect::reputation::DomainSet;
 use crate::detect::{alert_base, Alert, Syn};
 use crate::net::{is_internal, CidrSet};
+use crate::output::doc::Field;
 use crate::Nanos;
-use serde_json::{json, Value};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -417,23 +417,26 @@ fn answer_alert(
     };
     let mut m =
         alert_base(syn.ts, RULE, sev, ("T1568", "Dynamic Resolution"), ("T1568.003", "DNS Calculation"));
-    m.insert("source.ip".into(), json!(syn.src.to_string()));
-    m.insert("source.port".into(), json!(syn.sport));
-    m.insert("destination.ip".into(), json!(syn.dst.to_string()));
-    m.insert("destination.port".into(), json!(syn.dport));
-    m.insert("dns.question.name".into(), json!(&*a.qname));
-    m.insert("dns.resolved_ip".into(), json!(resolved.to_string()));
-    m.insert("portent.formula".into(), json!(f.name()));
-    m.insert("portent.formula_expression".into(), json!(f.text()));
-    m.insert("portent.answer_age_ms".into(), json!(age / 1_000_000));
-    m.insert("portent.resolver".into(), json!(a.resolver.to_string()));
-    m.insert("portent.syn_count".into(), json!(count));
-    m.insert("portent.destination_is_answer".into(), json!(is_answer));
-    m.insert("portent.cname_chain".into(), Value::Array(a.cname_chain.iter().map(|c| json!(c)).collect()));
+    m.insert("source.ip", syn.src);
+    m.insert("source.port", syn.sport);
+    m.insert("destination.ip", syn.dst);
+    m.insert("destination.port", syn.dport);
+    m.insert("dns.question.name", a.qname.to_string());
+    m.insert("dns.resolved_ip", resolved);
+    m.insert("portent.formula", f.name().to_string());
+    m.insert("portent.formula_expression", f.text().to_string());
+    m.insert("portent.answer_age_ms", age / 1_000_000);
+    m.insert("portent.resolver", a.resolver);
+    m.insert("portent.syn_count", count);
+    m.insert("portent.destination_is_answer", is_answer);
+    m.insert(
+        "portent.cname_chain",
+        Field::List(a.cname_chain.iter().map(|c| Field::from(c.clone())).collect()),
+    );
     if let Some(d) = rep {
-        m.insert("portent.reputation_match".into(), json!(d));
+        m.insert("portent.reputation_match", d);
     }
-    m.insert("event.reason".into(), json!(reason));
+    m.insert("event.reason", reason);
     Alert { ts: syn.ts, rule: RULE, client: syn.src, doc: m }
 }
 
@@ -454,14 +457,14 @@ fn no_dns_alert(syn: &Syn, dst: Ipv4Addr, f: &Formula, count: u32) -> Alert {
         ("T1568", "Dynamic Resolution"),
         ("T1568.003", "DNS Calculation"),
     );
-    m.insert("source.ip".into(), json!(syn.src.to_string()));
-    m.insert("source.port".into(), json!(syn.sport));
-    m.insert("destination.ip".into(), json!(syn.dst.to_string()));
-    m.insert("destination.port".into(), json!(syn.dport));
-    m.insert("portent.formula".into(), json!(f.name()));
-    m.insert("portent.formula_expression".into(), json!(f.text()));
-    m.insert("portent.syn_count".into(), json!(count));
-    m.insert("event.reason".into(), json!(reason));
+    m.insert("source.ip", syn.src);
+    m.insert("source.port", syn.sport);
+    m.insert("destination.ip", syn.dst);
+    m.insert("destination.port", syn.dport);
+    m.insert("portent.formula", f.name().to_string());
+    m.insert("portent.formula_expression", f.text().to_string());
+    m.insert("portent.syn_count", count);
+    m.insert("event.reason", reason);
     Alert { ts: syn.ts, rule: RULE_NO_DNS, client: syn.src, doc: m }
 }
 
@@ -471,6 +474,7 @@ mod tests {
     use crate::cache::CacheConfig;
     use crate::dns::{rtype, DnsMessage, Question, RData, Record};
     use crate::NANOS_PER_SEC as S;
+    use serde_json::{json, Value};
 
     /// 2023-11-14T22:13:20Z, an arbitrary packet time.
     const T0: Nanos = 1_700_000_000 * S;
@@ -567,8 +571,8 @@ mod tests {
         Ipv4Addr::from(a).to_string()
     }
 
-    fn field<'a>(a: &'a Alert, k: &str) -> &'a Value {
-        a.doc.get(k).unwrap_or_else(|| panic!("alert lacks {k}: {:?}", a.doc))
+    fn field(a: &Alert, k: &str) -> Value {
+        a.doc.get(k).map(Field::to_value).unwrap_or_else(|| panic!("alert lacks {k}: {:?}", a.doc))
     }
 
     #[test]
@@ -579,6 +583,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         let a = &out[0];
         assert_eq!((a.ts, a.rule, a.client), (T0 + 1_200_000_000, RULE, ip(CLIENT)));
+        crate::output::doc::assert_writes_as_a_map(&a.doc);
         assert_eq!(
             field(a, "event.reason"),
             "10.0.0.5 connected to 198.51.100.7:10198 = 198*51 + 100 (apt12) 1.2 s after resolving c2.example to 198.51.100.7"
@@ -671,7 +676,7 @@ mod tests {
         assert_eq!(field(a, "portent.syn_count"), 1);
         assert_eq!(field(a, "portent.answer_age_ms"), 2000);
         assert_eq!(field(a, "portent.destination_is_answer"), true);
-        assert_eq!(field(a, "portent.cname_chain"), &json!(["edge.cdn.example", "x.bad.example"]));
+        assert_eq!(field(a, "portent.cname_chain"), json!(["edge.cdn.example", "x.bad.example"]));
         assert_eq!(field(a, "portent.reputation_match"), "bad.example");
         assert_eq!(field(a, "event.severity"), 93);
         assert_eq!(field(a, "@timestamp"), "2023-11-14T22:13:22.000000Z");
@@ -851,6 +856,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         let a = &out[0];
         assert_eq!(a.rule, RULE_NO_DNS);
+        crate::output::doc::assert_writes_as_a_map(&a.doc);
         assert_eq!(field(a, "rule.name"), "dns_calculation_no_dns");
         assert_eq!(field(a, "event.severity"), 21);
         assert_eq!(field(a, "portent.formula"), "apt12");
@@ -903,8 +909,8 @@ mod tests {
             .iter()
             .map(|a| {
                 (
-                    field(a, "dns.question.name").as_str().unwrap(),
-                    field(a, "portent.formula").as_str().unwrap(),
+                    a.doc.get("dns.question.name").and_then(Field::as_str).unwrap(),
+                    a.doc.get("portent.formula").and_then(Field::as_str).unwrap(),
                 )
             })
             .collect();

@@ -7,8 +7,8 @@ pub mod lists;
 pub mod reputation;
 pub mod tunnel;
 
+use crate::output::doc::{Doc, Field};
 use crate::Nanos;
-use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 
 /// A TCP SYN (SYN set, ACK clear): a client opening a connection.
@@ -28,7 +28,7 @@ pub struct Alert {
     pub ts: Nanos,
     pub rule: &'static str,
     pub client: IpAddr,
-    pub doc: Map<String, Value>,
+    pub doc: Doc,
 }
 
 /// The fields every alert shares: time, kind, rule, severity and the ATT&CK mapping, with
@@ -38,24 +38,25 @@ pub fn alert_base(
     ts: Nanos,
     rule: &'static str,
     severity: u8,
-    technique: (&str, &str),
-    subtechnique: (&str, &str),
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("@timestamp".into(), Value::String(crate::time::rfc3339(ts)));
-    m.insert("event.kind".into(), json!("alert"));
-    m.insert("event.category".into(), json!(["network"]));
-    m.insert("event.module".into(), json!("portent"));
-    m.insert("event.severity".into(), json!(severity));
-    m.insert("rule.id".into(), json!(format!("portent.{rule}")));
-    m.insert("rule.name".into(), json!(rule));
-    m.insert("threat.framework".into(), json!("MITRE ATT&CK"));
-    m.insert("threat.tactic.id".into(), json!("TA0011"));
-    m.insert("threat.tactic.name".into(), json!("Command and Control"));
-    m.insert("threat.technique.id".into(), json!(technique.0));
-    m.insert("threat.technique.name".into(), json!(technique.1));
-    m.insert("threat.technique.subtechnique.id".into(), json!(subtechnique.0));
-    m.insert("threat.technique.subtechnique.name".into(), json!(subtechnique.1));
+    technique: (&'static str, &'static str),
+    subtechnique: (&'static str, &'static str),
+) -> Doc {
+    // Room for the largest alert (dns_tunneling, ~60 fields) and the three `emit` adds.
+    let mut m = Doc::with_capacity(72);
+    m.insert("@timestamp", Field::Time(ts));
+    m.insert("event.kind", "alert");
+    m.insert("event.category", vec!["network"]);
+    m.insert("event.module", "portent");
+    m.insert("event.severity", severity);
+    m.insert("rule.id", format!("portent.{rule}"));
+    m.insert("rule.name", rule);
+    m.insert("threat.framework", "MITRE ATT&CK");
+    m.insert("threat.tactic.id", "TA0011");
+    m.insert("threat.tactic.name", "Command and Control");
+    m.insert("threat.technique.id", technique.0);
+    m.insert("threat.technique.name", technique.1);
+    m.insert("threat.technique.subtechnique.id", subtechnique.0);
+    m.insert("threat.technique.subtechnique.name", subtechnique.1);
     m
 }
 
@@ -79,7 +80,7 @@ const IDENTITY: [&str; 9] = [
 /// alert's key fields, in hex. The same alert from the same sensor always gets the same id,
 /// on any build or machine, so a consumer can drop the copies a retry or a restart sends
 /// twice; a cryptographic digest because the key holds names the attacker chose.
-pub fn event_id(sensor: &str, rule: &str, doc: &Map<String, Value>) -> String {
+pub fn event_id(sensor: &str, rule: &str, doc: &Doc) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut part = |b: &[u8]| {
@@ -88,17 +89,28 @@ pub fn event_id(sensor: &str, rule: &str, doc: &Map<String, Value>) -> String {
     };
     part(sensor.as_bytes());
     part(rule.as_bytes());
+    // A value enters as its JSON text (a string with its quotes and escapes), written into
+    // one reused buffer.
+    let mut text = String::with_capacity(128);
     for k in IDENTITY {
         match doc.get(k) {
             Some(v) => {
                 part(k.as_bytes());
-                part(v.to_string().as_bytes());
+                text.clear();
+                v.write_json(&mut text);
+                part(text.as_bytes());
             }
             None => part(b""),
         }
     }
     let d = h.finalize();
-    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    const HEX: [u8; 16] = *b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in d.iter().take(16) {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 /// One decoded DNS message as the detectors see it.
@@ -118,19 +130,23 @@ pub struct DnsEvent<'a> {
 mod tests {
     use super::*;
 
-    fn doc(pairs: &[(&str, Value)]) -> Map<String, Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    fn doc(pairs: &[(&'static str, Field)]) -> Doc {
+        let mut d = Doc::new();
+        for (k, v) in pairs {
+            d.insert(*k, v.clone());
+        }
+        d
     }
 
     #[test]
     fn event_id_is_stable_and_tells_alerts_apart() {
         let a = doc(&[
-            ("@timestamp", json!("2023-11-14T22:13:20.000000Z")),
-            ("source.ip", json!("10.0.0.5")),
-            ("destination.ip", json!("198.51.100.7")),
-            ("destination.port", json!(10198)),
-            ("portent.formula", json!("apt12")),
-            ("event.reason", json!("anything")),
+            ("@timestamp", Field::Time(1_700_000_000_000_000_000)),
+            ("source.ip", "10.0.0.5".into()),
+            ("destination.ip", "198.51.100.7".into()),
+            ("destination.port", 10198u16.into()),
+            ("portent.formula", "apt12".into()),
+            ("event.reason", "anything".into()),
         ]);
         let id = event_id("sensor-1", "dns_calculation", &a);
         // Pinned: a change here breaks every consumer's de-duplication across an upgrade.
@@ -140,14 +156,14 @@ mod tests {
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         // Fields outside the key do not change it.
         let mut b = a.clone();
-        b.insert("event.reason".into(), json!("something else"));
+        b.insert("event.reason", "something else");
         assert_eq!(event_id("sensor-1", "dns_calculation", &b), id);
         // The sensor, the rule and every key field do.
         assert_ne!(event_id("sensor-2", "dns_calculation", &a), id);
         assert_ne!(event_id("sensor-1", "dns_calculation_no_dns", &a), id);
         for k in ["@timestamp", "source.ip", "destination.ip", "destination.port", "portent.formula"] {
             let mut c = a.clone();
-            c.insert(k.into(), json!("other"));
+            c.insert(k, "other");
             assert_ne!(event_id("sensor-1", "dns_calculation", &c), id, "{k}");
         }
         // A field moved between parts does not collide (each part is length-prefixed).

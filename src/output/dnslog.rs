@@ -2,65 +2,73 @@
 
 use crate::dns::txn::Transaction;
 use crate::dns::{rcode_name, rtype_name, DnsMessage, RData};
-use serde_json::{json, Map, Value};
+use crate::output::doc::{Doc, Field};
+use std::borrow::Cow;
 
 /// The record for one transaction. Its time is the query's, or the response's when the
 /// query was not seen, as in Zeek's dns.log.
-pub fn record(t: &Transaction) -> Map<String, Value> {
-    let mut m = Map::new();
+pub fn record(t: &Transaction) -> Doc {
+    // The most a record holds, with the `observer.name` the pipeline adds.
+    let mut m = Doc::with_capacity(20);
     let first = t.query.as_ref().or(t.response.as_ref());
     let ts = first.map(|s| s.ts).unwrap_or(0);
-    m.insert("@timestamp".into(), Value::String(crate::time::rfc3339(ts)));
-    m.insert("event.dataset".into(), json!("portent.dns"));
-    m.insert("source.ip".into(), json!(t.key.client.to_string()));
-    m.insert("source.port".into(), json!(t.key.client_port));
-    m.insert("destination.ip".into(), json!(t.key.server.to_string()));
-    m.insert("destination.port".into(), json!(t.key.server_port));
-    m.insert("network.transport".into(), json!(t.key.transport.name()));
-    m.insert("network.protocol".into(), json!("dns"));
-    m.insert("dns.id".into(), json!(t.key.id));
-    m.insert("dns.type".into(), json!(if t.response.is_some() { "answer" } else { "query" }));
+    m.insert("@timestamp", Field::Time(ts));
+    m.insert("event.dataset", "portent.dns");
+    m.insert("source.ip", t.key.client);
+    m.insert("source.port", t.key.client_port);
+    m.insert("destination.ip", t.key.server);
+    m.insert("destination.port", t.key.server_port);
+    m.insert("network.transport", t.key.transport.name());
+    m.insert("network.protocol", "dns");
+    m.insert("dns.id", t.key.id);
+    m.insert("dns.type", if t.response.is_some() { "answer" } else { "query" });
     // The question as asked; a lone response repeats it.
     if let Some(q) = first.and_then(|s| s.msg.questions.first()) {
-        m.insert("dns.question.name".into(), json!(q.name));
-        m.insert("dns.question.type".into(), json!(rtype_name(q.qtype)));
-        m.insert("dns.question.class".into(), json!(class_name(q.qclass)));
+        m.insert("dns.question.name", q.name.clone());
+        m.insert("dns.question.type", rtype_name(q.qtype));
+        m.insert("dns.question.class", class_name(q.qclass));
     }
     if let Some(r) = &t.response {
-        m.insert("dns.response_code".into(), json!(rcode_name(r.msg.rcode)));
-        m.insert("dns.header_flags".into(), json!(flags(&r.msg)));
-        m.insert("dns.answers".into(), Value::Array(r.msg.answers.iter().map(answer).collect()));
-        let ips: Vec<Value> = r
+        m.insert("dns.response_code", rcode_name(r.msg.rcode));
+        m.insert("dns.header_flags", flags(&r.msg));
+        m.insert("dns.answers", Field::List(r.msg.answers.iter().map(answer).collect()));
+        let ips: Vec<Field> = r
             .msg
             .answers
             .iter()
             .filter_map(|a| match a.data {
-                RData::A(ip) => Some(json!(ip.to_string())),
-                RData::Aaaa(ip) => Some(json!(ip.to_string())),
+                RData::A(ip) => Some(Field::from(ip)),
+                RData::Aaaa(ip) => Some(Field::from(ip)),
                 _ => None,
             })
             .collect();
         if !ips.is_empty() {
-            m.insert("dns.resolved_ip".into(), Value::Array(ips));
+            m.insert("dns.resolved_ip", Field::List(ips));
         }
         if let Some(q) = &t.query {
             let rtt_us = r.ts.saturating_sub(q.ts) / 1_000;
-            m.insert("portent.rtt_ms".into(), json!(rtt_us as f64 / 1000.0));
+            m.insert("portent.rtt_ms", rtt_us as f64 / 1000.0);
         }
     }
     m
 }
 
-fn answer(a: &crate::dns::Record) -> Value {
+fn answer(a: &crate::dns::Record) -> Field {
     let data = match &a.data {
-        RData::A(ip) => Value::String(ip.to_string()),
-        RData::Aaaa(ip) => Value::String(ip.to_string()),
-        RData::Name(n) => Value::String(n.clone()),
-        RData::Mx { preference, exchange } => Value::String(format!("{preference} {exchange}")),
-        RData::Txt(parts) => Value::String(parts.join(" ")),
-        RData::Other => Value::Null,
+        RData::A(ip) => Field::from(*ip),
+        RData::Aaaa(ip) => Field::from(*ip),
+        RData::Name(n) => Field::from(n.clone()),
+        RData::Mx { preference, exchange } => Field::from(format!("{preference} {exchange}")),
+        RData::Txt(parts) => Field::from(parts.join(" ")),
+        RData::Other => Field::Null,
     };
-    json!({ "name": a.name, "type": rtype_name(a.rtype), "ttl": a.ttl, "data": data })
+    // Inserted in key order, so the sort that `Field::from` does finds nothing to move.
+    let mut d = Doc::with_capacity(4);
+    d.insert("data", data);
+    d.insert("name", a.name.clone());
+    d.insert("ttl", a.ttl);
+    d.insert("type", rtype_name(a.rtype));
+    Field::from(d)
 }
 
 fn flags(m: &DnsMessage) -> Vec<&'static str> {
@@ -80,7 +88,7 @@ fn flags(m: &DnsMessage) -> Vec<&'static str> {
     v
 }
 
-fn class_name(c: u16) -> String {
+fn class_name(c: u16) -> Cow<'static, str> {
     match c {
         1 => "IN".into(),
         3 => "CH".into(),
@@ -88,7 +96,7 @@ fn class_name(c: u16) -> String {
         254 => "NONE".into(),
         255 => "ANY".into(),
         // mDNS sets the top bit (unicast-response / cache-flush).
-        c => format!("CLASS{c}"),
+        c => format!("CLASS{c}").into(),
     }
 }
 
@@ -97,6 +105,7 @@ mod tests {
     use super::*;
     use crate::dns::txn::{Seen, Transport, TxnKey};
     use crate::dns::{Question, Record};
+    use serde_json::{json, Value};
 
     #[test]
     fn answered_transaction_has_the_ecs_fields() {
@@ -129,7 +138,8 @@ mod tests {
             query: Some(Seen { ts: 1_000_000_000, seq: 0, msg: q }),
             response: Some(Seen { ts: 1_002_500_000, seq: 1, msg: r }),
         };
-        let v = Value::Object(record(&t));
+        crate::output::doc::assert_writes_as_a_map(&record(&t));
+        let v = Value::Object(record(&t).to_map());
         assert_eq!(v["@timestamp"], "1970-01-01T00:00:01.000000Z");
         assert_eq!(v["source.ip"], "10.0.0.5");
         assert_eq!(v["destination.port"], 53);

@@ -4,7 +4,9 @@
 //!
 //! **Architecture invariant:** only `output` and `detect` build JSON; decoding never does.
 
+pub mod alert;
 pub mod dnslog;
+pub mod doc;
 pub mod kafka;
 pub mod sink;
 pub mod summary;

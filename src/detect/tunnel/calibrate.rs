@@ -145,12 +145,14 @@ fn labelled_captures_meet_the_requirements() {
             .filter_map(|a| a.doc.get("dns.question.registered_domain")?.as_str().map(String::from))
             .collect();
         domains.dedup();
-        let scores: Vec<String> =
-            tun.iter().filter_map(|a| a.doc.get("portent.tunnel.score").map(|s| s.to_string())).collect();
+        let scores: Vec<String> = tun
+            .iter()
+            .filter_map(|a| a.doc.get("portent.tunnel.score").map(|s| s.to_value().to_string()))
+            .collect();
         let crossed = tun
             .first()
             .and_then(|a| a.doc.get("portent.tunnel.crossed"))
-            .map(|c| c.to_string())
+            .map(|c| c.to_value().to_string())
             .unwrap_or_default();
         table.push_str(&format!(
             "| {file} | {label} | {} | {} | {} | {} | {} |\n",
@@ -207,7 +209,7 @@ fn repository_captures() {
                     a.rule,
                     a.client,
                     a.doc.get("dns.question.registered_domain").and_then(|v| v.as_str()).unwrap_or("-"),
-                    a.doc.get("portent.tunnel.score").map(|v| v.to_string()).unwrap_or_default()
+                    a.doc.get("portent.tunnel.score").map(|v| v.to_value().to_string()).unwrap_or_default()
                 )
             })
             .collect();
@@ -217,7 +219,7 @@ fn repository_captures() {
             for a in &alerts {
                 assert_eq!(a.rule, "dns_tunneling", "{file}");
                 assert_eq!(a.client, "10.99.0.10".parse::<IpAddr>().unwrap(), "{file}");
-                assert_eq!(a.doc["dns.question.registered_domain"], "portent-tunnel.test", "{file}");
+                assert_eq!(a.doc.to_map()["dns.question.registered_domain"], "portent-tunnel.test", "{file}");
             }
         } else {
             assert!(alerts.is_empty(), "{file}: {summary:?}");

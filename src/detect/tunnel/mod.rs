@@ -66,10 +66,10 @@ use crate::detect::reputation::DomainSet;
 use crate::detect::{alert_base, Alert, DnsEvent};
 use crate::dns::rtype;
 use crate::net::CidrSet;
+use crate::output::doc::{Field, Key};
 use crate::{Nanos, NANOS_PER_SEC};
 use domain::{DomainAllowList, SuffixList, SuffixSet};
 use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 
 use crate::FastRandom;
@@ -276,7 +276,13 @@ impl Window {
     }
 }
 
-const TYPE_NAMES: [&str; 7] = ["txt", "null", "cname", "mx", "any", "srv", "private"];
+/// The alert's key for each `type_slot`: `portent.tunnel.type_{txt,null,…}`.
+const TYPE_KEYS: [&str; 7] = {
+    macro_rules! keys {
+        ($($name:literal),*) => { [$(concat!("portent.tunnel.type_", $name)),*] };
+    }
+    keys!("txt", "null", "cname", "mx", "any", "srv", "private")
+};
 
 fn type_slot(t: u16) -> Option<usize> {
     match t {
@@ -751,20 +757,17 @@ impl TunnelDetector {
                 ("T1071", "Application Layer Protocol"),
                 ("T1071.004", "DNS"),
             );
-            doc.insert("source.ip".into(), json!(ev.client.to_string()));
-            doc.insert("destination.ip".into(), json!(ev.server.to_string()));
-            doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(c.w_start)));
+            doc.insert("source.ip", ev.client);
+            doc.insert("destination.ip", ev.server);
+            doc.insert("portent.window.start", Field::Time(c.w_start));
+            doc.insert("portent.window.end", Field::Time(c.w_start.saturating_add(cfg.window)));
+            doc.insert("portent.burst.queries", c.queries);
+            doc.insert("portent.burst.queries_threshold", cfg.burst_queries);
+            doc.insert("portent.burst.registered_domains", c.distinct_domains);
+            doc.insert("portent.burst.registered_domains_threshold", cfg.burst_domains);
             doc.insert(
-                "portent.window.end".into(),
-                json!(crate::time::rfc3339(c.w_start.saturating_add(cfg.window))),
-            );
-            doc.insert("portent.burst.queries".into(), json!(c.queries));
-            doc.insert("portent.burst.queries_threshold".into(), json!(cfg.burst_queries));
-            doc.insert("portent.burst.registered_domains".into(), json!(c.distinct_domains));
-            doc.insert("portent.burst.registered_domains_threshold".into(), json!(cfg.burst_domains));
-            doc.insert(
-                "event.reason".into(),
-                json!(format!(
+                "event.reason",
+                format!(
                     "{} sent {} DNS queries across {} registered domains within {} s \
                      (thresholds: {} queries, {} domains)",
                     ev.client,
@@ -773,7 +776,7 @@ impl TunnelDetector {
                     cfg.window / NANOS_PER_SEC,
                     cfg.burst_queries,
                     cfg.burst_domains
-                )),
+                ),
             );
             out.push(Alert { ts: ev.ts, rule: "dns_query_burst", client: ev.client, doc });
             self.stats.alerts_burst += 1;
@@ -813,22 +816,16 @@ impl TunnelDetector {
             ("T1071", "Application Layer Protocol"),
             ("T1071.004", "DNS"),
         );
-        doc.insert("source.ip".into(), json!(ev.client.to_string()));
-        doc.insert("destination.ip".into(), json!(ev.server.to_string()));
-        doc.insert("dns.question.name".into(), json!(raw));
-        doc.insert("dns.question.registered_domain".into(), json!(rd));
-        doc.insert("portent.reputation.listed_domain".into(), json!(listed));
-        doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(ev.ts)));
+        doc.insert("source.ip", ev.client);
+        doc.insert("destination.ip", ev.server);
+        doc.insert("dns.question.name", raw.to_string());
+        doc.insert("dns.question.registered_domain", rd.to_string());
+        doc.insert("portent.reputation.listed_domain", listed.to_string());
+        doc.insert("portent.window.start", Field::Time(ev.ts));
+        doc.insert("portent.window.end", Field::Time(ev.ts.saturating_add(self.cfg.window)));
         doc.insert(
-            "portent.window.end".into(),
-            json!(crate::time::rfc3339(ev.ts.saturating_add(self.cfg.window))),
-        );
-        doc.insert(
-            "event.reason".into(),
-            json!(format!(
-                "{} looked up {raw}, under {listed} which the domain reputation feed lists",
-                ev.client
-            )),
+            "event.reason",
+            format!("{} looked up {raw}, under {listed} which the domain reputation feed lists", ev.client),
         );
         out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
         self.stats.alerts_reputation += 1;
@@ -941,7 +938,42 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Each feature's name with the keys of its value and threshold, so that an alert does not
+/// format ~30 key strings. A feature missing here still gets its keys, formatted.
+const FEATURE_KEYS: [(&str, &str, &str); N_FEATURES] = {
+    macro_rules! keys {
+        ($($name:literal),*) => {
+            [$(($name, concat!("portent.tunnel.", $name), concat!("portent.tunnel.", $name, "_threshold"))),*]
+        };
+    }
+    keys!(
+        "max_subdomain_len",
+        "max_label_len",
+        "entropy",
+        "encoded_share",
+        "unusual_type_share",
+        "nxdomain_share",
+        "queries",
+        "distinct_subdomains",
+        "bytes_up",
+        "bytes_down",
+        "long_names",
+        "txt_null_answers",
+        "info_bytes_horizon",
+        "single_query",
+        "mean_subdomain_len"
+    )
+};
+
+fn feature_keys(name: &'static str) -> (Key, Key) {
+    match FEATURE_KEYS.iter().find(|k| k.0 == name) {
+        Some(&(_, value, threshold)) => (value.into(), threshold.into()),
+        None => (format!("portent.tunnel.{name}").into(), format!("portent.tunnel.{name}_threshold").into()),
+    }
+}
+
 fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cfg: &TunnelConfig) -> Alert {
+    use std::fmt::Write;
     let severity = if score >= 2.0 * cfg.threshold { 73 } else { 47 };
     let mut doc = alert_base(
         ts,
@@ -951,18 +983,18 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         ("T1071.004", "DNS"),
     );
     let w = &g.earlier.merged(&g.w);
-    doc.insert("source.ip".into(), json!(g.client.to_string()));
-    doc.insert("destination.ip".into(), json!(g.server.to_string()));
-    doc.insert("dns.question.registered_domain".into(), json!(&*g.domain));
-    doc.insert("dns.question.name".into(), json!(g.example));
-    doc.insert("portent.window.start".into(), json!(crate::time::rfc3339(w.start)));
-    doc.insert("portent.window.end".into(), json!(crate::time::rfc3339(w.last)));
-    doc.insert("portent.tunnel.score".into(), json!(round2(score)));
-    doc.insert("portent.tunnel.threshold".into(), json!(cfg.threshold));
-    doc.insert("portent.tunnel.queries".into(), json!(w.queries));
-    doc.insert("portent.tunnel.responses".into(), json!(w.responses));
+    doc.insert("source.ip", g.client);
+    doc.insert("destination.ip", g.server);
+    doc.insert("dns.question.registered_domain", g.domain.to_string());
+    doc.insert("dns.question.name", g.example.clone());
+    doc.insert("portent.window.start", Field::Time(w.start));
+    doc.insert("portent.window.end", Field::Time(w.last));
+    doc.insert("portent.tunnel.score", round2(score));
+    doc.insert("portent.tunnel.threshold", cfg.threshold);
+    doc.insert("portent.tunnel.queries", w.queries);
+    doc.insert("portent.tunnel.responses", w.responses);
     let secs = (w.last.saturating_sub(w.start) as f64 / NANOS_PER_SEC as f64).max(1.0);
-    doc.insert("portent.tunnel.query_rate_per_min".into(), json!(round2(w.queries as f64 * 60.0 / secs)));
+    doc.insert("portent.tunnel.query_rate_per_min", round2(w.queries as f64 * 60.0 / secs));
     let (best, best_n) = (1..5usize)
         .filter_map(|i| w.encoded.get(i).map(|&n| (i, n)))
         .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
@@ -974,38 +1006,39 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         4 => Alphabet::Binary,
         _ => Alphabet::Plain,
     };
-    doc.insert(
-        "portent.tunnel.encoded_alphabet".into(),
-        json!(if best_n > 0 { alphabet.name() } else { "none" }),
-    );
-    for (name, n) in TYPE_NAMES.iter().zip(w.types) {
-        doc.insert(format!("portent.tunnel.type_{name}"), json!(n));
+    doc.insert("portent.tunnel.encoded_alphabet", if best_n > 0 { alphabet.name() } else { "none" });
+    for (key, n) in TYPE_KEYS.iter().zip(w.types) {
+        doc.insert(*key, n);
     }
-    doc.insert("portent.tunnel.txt_null_answers".into(), json!(w.txt_null_answers));
-    doc.insert("portent.tunnel.long_name_queries".into(), json!(g.long_queries));
-    doc.insert("portent.tunnel.long_name_distinct".into(), json!(g.long_distinct));
-    doc.insert("portent.tunnel.long_name_queries_threshold".into(), json!(cfg.long_name_queries));
-    doc.insert("portent.tunnel.long_name_distinct_threshold".into(), json!(cfg.long_name_distinct));
-    doc.insert("portent.tunnel.horizon_queries".into(), json!(g.h_queries));
-    doc.insert("portent.tunnel.horizon_start".into(), json!(crate::time::rfc3339(g.h_start)));
+    doc.insert("portent.tunnel.txt_null_answers", w.txt_null_answers);
+    doc.insert("portent.tunnel.long_name_queries", g.long_queries);
+    doc.insert("portent.tunnel.long_name_distinct", g.long_distinct);
+    doc.insert("portent.tunnel.long_name_queries_threshold", cfg.long_name_queries);
+    doc.insert("portent.tunnel.long_name_distinct_threshold", cfg.long_name_distinct);
+    doc.insert("portent.tunnel.horizon_queries", g.h_queries);
+    doc.insert("portent.tunnel.horizon_start", Field::Time(g.h_start));
     let mut crossed = Vec::new();
-    let mut reasons = Vec::new();
+    let mut reasons = String::new();
     for f in fs {
-        let key = f.name;
-        let value = if f.value.fract() == 0.0 { json!(f.value as u64) } else { json!(round2(f.value)) };
-        doc.insert(format!("portent.tunnel.{key}"), value);
+        let (key, threshold_key) = feature_keys(f.name);
+        let value =
+            if f.value.fract() == 0.0 { Field::from(f.value as u64) } else { Field::from(round2(f.value)) };
+        doc.insert(key, value);
         if f.kind != Kind::Info {
-            doc.insert(format!("portent.tunnel.{key}_threshold"), json!(round2(f.threshold)));
+            doc.insert(threshold_key, round2(f.threshold));
         }
         if f.crossed() {
-            crossed.push(Value::String(f.name.into()));
-            reasons.push(format!("{} {} ≥ {}", f.name, round2(f.value), round2(f.threshold)));
+            crossed.push(Field::from(f.name));
+            if !reasons.is_empty() {
+                reasons.push_str(", ");
+            }
+            let _ = write!(reasons, "{} {} ≥ {}", f.name, round2(f.value), round2(f.threshold));
         }
     }
-    doc.insert("portent.tunnel.crossed".into(), Value::Array(crossed));
+    doc.insert("portent.tunnel.crossed", Field::List(crossed));
     doc.insert(
-        "event.reason".into(),
-        json!(format!(
+        "event.reason",
+        format!(
             "{} sent {} queries ({} new names, longest subdomain {} bytes, mean entropy {:.2}, \
              {:.0}% {}-encoded) under {} in {:.0} s, about {:.0} bytes of information this \
              horizon; score {:.2} ≥ {} from: {}",
@@ -1021,8 +1054,8 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
             g.info_bits / 8.0,
             score,
             cfg.threshold,
-            reasons.join(", ")
-        )),
+            reasons
+        ),
     );
     Alert { ts, rule: "dns_tunneling", client: g.client, doc }
 }

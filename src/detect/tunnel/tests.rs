@@ -1,5 +1,6 @@
 use super::*;
 use crate::dns::{DnsMessage, Question, RData, Record};
+use serde_json::json;
 
 const SEC: Nanos = NANOS_PER_SEC;
 const T0: Nanos = 1_700_000_000 * SEC;
@@ -68,7 +69,8 @@ fn fast_hex_tunnel_alerts_once_per_window_with_every_feature() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1, "one alert per group per window");
-    let doc = &t[0].doc;
+    crate::output::doc::assert_writes_as_a_map(&t[0].doc);
+    let doc = &t[0].doc.to_map();
     assert_eq!(doc["dns.question.registered_domain"], "example.net");
     assert_eq!(doc["source.ip"], "10.0.0.5");
     assert_eq!(doc["destination.ip"], "192.0.2.53");
@@ -123,7 +125,7 @@ fn many_plain_names_are_not_a_tunnel() {
     for i in 0..1200u64 {
         feed(&mut d, T0 + i * 800_000, "5.6.7.8", &query(&format!("test{i}.example.com"), 1), &mut out);
     }
-    assert!(out.is_empty(), "{:?}", out.first().map(|a| &a.doc["event.reason"]));
+    assert!(out.is_empty(), "{:?}", out.first().map(|a| a.doc.get("event.reason")));
 }
 
 #[test]
@@ -143,13 +145,14 @@ fn slow_base32_tunnel_is_caught_by_the_horizon_only() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert!(!t.is_empty(), "slow tunnel not caught");
-    let crossed = t[0].doc["portent.tunnel.crossed"].as_array().unwrap();
+    let crossed = t[0].doc.get("portent.tunnel.crossed").unwrap().to_value();
+    let crossed = crossed.as_array().unwrap();
     assert!(crossed.contains(&json!("info_bytes_horizon")), "{crossed:?}");
     // Window rules stay quiet: none of the volume features or the long-name rule crossed.
     for f in ["queries", "distinct_subdomains", "bytes_up", "long_names", "single_query"] {
         assert!(!crossed.contains(&json!(f)), "{f} crossed: {crossed:?}");
     }
-    assert!(t[0].doc["portent.tunnel.info_bytes_horizon"].as_f64().unwrap() >= 4096.0);
+    assert!(t[0].doc.to_map()["portent.tunnel.info_bytes_horizon"].as_f64().unwrap() >= 4096.0);
     // Not a flood: re-alerts only after another 4 kB.
     assert!(t.len() <= 2, "{} alerts", t.len());
     assert!(first_alert.unwrap() > 100, "caught after {first_alert:?} queries");
@@ -167,7 +170,7 @@ fn elastic_long_name_rule_over_five_minutes() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("long_names")));
+    assert!(t[0].doc.to_map()["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("long_names")));
 }
 
 #[test]
@@ -187,7 +190,7 @@ fn sigma_txt_answers_alone() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert_eq!(t[0].doc["portent.tunnel.txt_null_answers"], 51);
+    assert_eq!(t[0].doc.to_map()["portent.tunnel.txt_null_answers"], 51);
 }
 
 #[test]
@@ -200,7 +203,7 @@ fn one_long_encoded_query_is_enough_but_one_long_name_is_not() {
     feed(&mut d, T0, "10.4.4.4", &query(&name, 1), &mut out);
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert!(t[0].doc["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("single_query")));
+    assert!(t[0].doc.to_map()["portent.tunnel.crossed"].as_array().unwrap().contains(&json!("single_query")));
     // A long descriptive host name: long but neither encoded nor entropic.
     let mut out = Vec::new();
     let name = "this-is-a-very-long-but-perfectly-ordinary-host-name-for-the-intranet.corp.example.com";
@@ -219,8 +222,8 @@ fn responses_only_capture_counts_the_question() {
     }
     let t = by_rule(&out, "dns_tunneling");
     assert_eq!(t.len(), 1);
-    assert!(t[0].doc["portent.tunnel.queries"].as_u64().unwrap() >= 15);
-    assert_eq!(t[0].doc["portent.tunnel.queries"], t[0].doc["portent.tunnel.responses"]);
+    assert!(t[0].doc.to_map()["portent.tunnel.queries"].as_u64().unwrap() >= 15);
+    assert_eq!(t[0].doc.to_map()["portent.tunnel.queries"], t[0].doc.to_map()["portent.tunnel.responses"]);
 }
 
 #[test]
@@ -284,10 +287,11 @@ fn reputation_feed_alerts_once_per_pair_per_window() {
     feed(&mut d, T0 + 2 * SEC, "10.8.8.9", &query("www.drivres-update.info", 1), &mut out);
     feed(&mut d, T0 + 3 * SEC, "10.8.8.9", &query("update.info", 1), &mut out);
     let r = by_rule(&out, "dns_reputation");
+    crate::output::doc::assert_writes_as_a_map(&r[0].doc);
     assert_eq!(r.len(), 2, "one per (client, listed domain) per window");
-    assert_eq!(r[0].doc["portent.reputation.listed_domain"], "drivres-update.info");
-    assert_eq!(r[0].doc["dns.question.name"], "Drivres-Update.info");
-    assert_eq!(r[1].doc["source.ip"], "10.8.8.9");
+    assert_eq!(r[0].doc.to_map()["portent.reputation.listed_domain"], "drivres-update.info");
+    assert_eq!(r[0].doc.to_map()["dns.question.name"], "Drivres-Update.info");
+    assert_eq!(r[1].doc.to_map()["source.ip"], "10.8.8.9");
     // A window later it alerts again.
     feed(&mut d, T0 + 61 * SEC, "10.8.8.8", &query("drivres-update.info", 1), &mut out);
     assert_eq!(by_rule(&out, "dns_reputation").len(), 3);
@@ -308,9 +312,10 @@ fn query_burst_across_many_domains() {
         );
     }
     let b = by_rule(&out, "dns_query_burst");
+    crate::output::doc::assert_writes_as_a_map(&b[0].doc);
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].doc["portent.burst.registered_domains"], 350);
-    assert_eq!(b[0].doc["portent.burst.queries"], 600);
+    assert_eq!(b[0].doc.to_map()["portent.burst.registered_domains"], 350);
+    assert_eq!(b[0].doc.to_map()["portent.burst.queries"], 600);
     assert!(by_rule(&out, "dns_tunneling").is_empty());
 }
 
@@ -455,5 +460,24 @@ fn a_burst_across_a_window_boundary_is_seen_whole() {
     assert_eq!(alerts.len(), 1, "{:?}", out.iter().map(|a| a.doc.get("event.reason")).collect::<Vec<_>>());
     let a = alerts[0];
     assert!(a.ts >= T0 + 60 * SEC, "raised once the burst passed the boundary");
-    assert!(a.doc["portent.tunnel.distinct_subdomains"].as_f64().unwrap() >= 15.0, "{:?}", a.doc);
+    assert!(a.doc.to_map()["portent.tunnel.distinct_subdomains"].as_f64().unwrap() >= 15.0, "{:?}", a.doc);
+}
+
+/// The alert takes each feature's keys from `FEATURE_KEYS` (formatting them only for a
+/// feature missing there): the table must list every feature `group_features` reports.
+#[test]
+fn every_feature_has_its_keys_in_the_table() {
+    let mut d = det();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.0.0.9", &query("www.keys.example", rtype::A), &mut out);
+    let g = d.slots.iter().flatten().next().expect("one group");
+    let names: Vec<&str> = group_features(g, &d.cfg).iter().map(|f| f.name).collect();
+    let table: Vec<&str> = FEATURE_KEYS.iter().map(|k| k.0).collect();
+    assert_eq!(names, table);
+    for (name, value, threshold) in FEATURE_KEYS {
+        assert_eq!((value, threshold), (&*feature_keys(name).0, &*feature_keys(name).1));
+        assert_eq!(value, format!("portent.tunnel.{name}"));
+        assert_eq!(threshold, format!("portent.tunnel.{name}_threshold"));
+    }
+    assert_eq!(TYPE_KEYS[0], "portent.tunnel.type_txt");
 }
