@@ -72,8 +72,9 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
 /// of messages, and a malloc/free pair per name was ~5% of its time.
 #[derive(Default)]
 pub struct Spare {
-    /// Leave out the text only the DNS log reads: answer owner names, TXT strings and MX
-    /// exchanges come back empty (still checked, so anomalies and counts are unchanged).
+    /// Leave out the text only the DNS log reads: answer owner names, TXT strings and
+    /// NS/PTR/DNAME/MX target names come back empty (still checked, so anomalies and counts
+    /// are unchanged).
     /// CNAME targets, addresses and questions are always decoded: the detectors use them.
     pub lean: bool,
     strings: Vec<String>,
@@ -318,20 +319,9 @@ impl Walk<'_, '_> {
             self.stop(start);
             return None;
         }
-        let mut name = if self.spare.lean { String::new() } else { self.spare.string() };
-        let read = if self.spare.lean {
-            check_name(self.buf, start)
-        } else {
-            read_name_into(self.buf, start, &mut name)
-        };
-        let after_name = match read {
-            Ok(end) => end,
-            Err(e) => {
-                self.spare.unused(name);
-                self.name_error(e);
-                self.flag(Anomaly::RecordsTruncated);
-                return None;
-            }
+        let Some((name, after_name)) = self.name(start, !self.spare.lean) else {
+            self.flag(Anomaly::RecordsTruncated);
+            return None;
         };
         let Some((rtype, class, ttl, rdlen, rd_start, rd_end)) = self.fixed(after_name) else {
             self.spare.unused(name);
@@ -386,23 +376,24 @@ impl Walk<'_, '_> {
     /// before it in the message).
     /// Unless `render`, the name is only checked and comes back empty.
     fn rdata_name(&mut self, start: usize, end: usize, render: bool) -> Option<String> {
-        if !render {
-            return match check_name(self.buf, start) {
-                Ok(p) if p == end => Some(String::new()),
-                Ok(_) => None,
-                Err(e) => {
-                    self.name_error(e);
-                    None
-                }
-            };
-        }
-        let mut name = self.spare.string();
-        match read_name_into(self.buf, start, &mut name) {
-            Ok(p) if p == end => Some(name),
-            Ok(_) => {
+        match self.name(start, render)? {
+            (name, p) if p == end => Some(name),
+            (name, _) => {
                 self.spare.unused(name);
                 None
             }
+        }
+    }
+
+    /// The name at `start` and where it ends: rendered into a recycled string, or (unless
+    /// `render`) only checked by the same walk and returned empty. A bad name is flagged and
+    /// gives `None`; the one place that decides between the two for records.
+    fn name(&mut self, start: usize, render: bool) -> Option<(String, usize)> {
+        let mut name = if render { self.spare.string() } else { String::new() };
+        let read =
+            if render { read_name_into(self.buf, start, &mut name) } else { check_name(self.buf, start) };
+        match read {
+            Ok(end) => Some((name, end)),
             Err(e) => {
                 self.spare.unused(name);
                 self.name_error(e);
