@@ -51,8 +51,11 @@
 //!
 //! ## Memory
 //!
-//! Groups live in a slab with an intrusive least-recently-seen list; at `max_groups` the
-//! least recently seen group is evicted (counted). Each group is a fixed-size record plus
+//! Groups live in a slab with a least-recently-seen list; at `max_groups` the least recently
+//! seen group is evicted (counted). The lookup is one probe of a table of slot numbers keyed
+//! by a hash of (client, registered domain), with the domain kept inside the group and the
+//! list links and hashes in arrays beside the slab: at the cap every message used to chase a
+//! per-client map, a boxed key and two neighbours' links through cold memory. Each group is a fixed-size record plus
 //! at most `features::PREV_CAP` bytes of previous name, one `String` example and a
 //! 128-byte Bloom filter of name fingerprints. `expire` drops groups idle for a horizon.
 
@@ -71,6 +74,7 @@ use crate::{Nanos, NANOS_PER_SEC};
 use domain::{DomainAllowList, SuffixList, SuffixSet};
 use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use crate::FastRandom;
 use std::net::IpAddr;
@@ -346,13 +350,47 @@ impl Seen {
     }
 }
 
+/// Registered domains up to this many bytes are stored in the group itself.
+const INLINE_DOMAIN: usize = 46;
+
+/// A group's registered domain, inline when short (nearly all are), so that confirming a
+/// lookup reads the group's own memory rather than another allocation.
+#[derive(Clone, Debug)]
+enum GroupDomain {
+    Inline { len: u8, buf: [u8; INLINE_DOMAIN] },
+    Heap(Box<str>),
+}
+
+impl GroupDomain {
+    fn new(s: &str) -> GroupDomain {
+        let mut buf = [0u8; INLINE_DOMAIN];
+        match buf.get_mut(..s.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                GroupDomain::Inline { len: s.len() as u8, buf }
+            }
+            None => GroupDomain::Heap(s.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            GroupDomain::Inline { len, buf } => buf.get(..*len as usize).unwrap_or(&[]),
+            GroupDomain::Heap(b) => b.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Built from a `&str` and cut at its end, so always valid.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
 #[derive(Debug)]
 struct Group {
     client: IpAddr,
-    domain: Box<str>,
+    domain: GroupDomain,
     server: IpAddr,
-    prev: u32,
-    next: u32,
     last_seen: Nanos,
     last_query: Nanos,
     saw_query: bool,
@@ -380,7 +418,8 @@ struct Group {
 
 #[derive(Debug, Default)]
 struct Client {
-    domains: HashMap<Box<str>, u32, FastRandom>,
+    /// Groups of this client in the table; the client leaves with its last group.
+    groups: u32,
     w_start: Nanos,
     queries: u32,
     distinct_domains: u32,
@@ -394,6 +433,14 @@ pub struct TunnelDetector {
     allow: DomainAllowList,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
+    /// Beside each slot: its (client, domain) hash, and its (previous, next) links in the
+    /// recency list. Small and dense, so the index probe and the relinking on every message
+    /// stay in cache where the groups themselves do not.
+    hashes: Vec<u64>,
+    links: Vec<(u32, u32)>,
+    /// Slot numbers of live groups, by `hashes`.
+    index: hashbrown::HashTable<u32>,
+    hasher: FastRandom,
     free: Vec<u32>,
     /// Most recently seen group, and least recently seen.
     head: u32,
@@ -465,6 +512,10 @@ impl TunnelDetector {
             // Grown by doubling, the slab was copied and its fresh pages zeroed again at
             // every step: 12% of a replay's time while the first 65k groups filled.
             slots: Vec::with_capacity(reserve),
+            hashes: Vec::with_capacity(reserve),
+            links: Vec::with_capacity(reserve),
+            index: hashbrown::HashTable::with_capacity(reserve),
+            hasher: FastRandom::default(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -614,7 +665,14 @@ impl TunnelDetector {
 
     /// Finds or creates the group, moving it to the front of the recency list.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
-        if let Some(&i) = self.clients.get(&client).and_then(|c| c.domains.get(rd)) {
+        let h = self.hasher.hash_one((client, rd));
+        let (slots, hashes) = (&self.slots, &self.hashes);
+        let found = self.index.find(h, |&i| {
+            hashes.get(i as usize) == Some(&h)
+                && matches!(slots.get(i as usize), Some(Some(g))
+                    if g.client == client && g.domain.as_bytes() == rd.as_bytes())
+        });
+        if let Some(&i) = found {
             self.touch(i);
             return i;
         }
@@ -624,10 +682,8 @@ impl TunnelDetector {
         }
         let g = Group {
             client,
-            domain: rd.into(),
+            domain: GroupDomain::new(rd),
             server: client,
-            prev: NIL,
-            next: NIL,
             last_seen: ts,
             last_query: 0,
             saw_query: false,
@@ -650,14 +706,21 @@ impl TunnelDetector {
                 if let Some(s) = self.slots.get_mut(i as usize) {
                     *s = Some(g);
                 }
+                if let Some(x) = self.hashes.get_mut(i as usize) {
+                    *x = h;
+                }
                 i
             }
             None => {
                 self.slots.push(Some(g));
+                self.hashes.push(h);
+                self.links.push((NIL, NIL));
                 (self.slots.len() - 1) as u32
             }
         };
-        self.clients.entry(client).or_default().domains.insert(rd.into(), i);
+        let hashes = &self.hashes;
+        self.index.insert_unique(h, i, |&j| hashes.get(j as usize).copied().unwrap_or(0));
+        self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
         i
@@ -672,19 +735,16 @@ impl TunnelDetector {
     }
 
     fn links(&self, i: u32) -> (u32, u32) {
-        match self.slots.get(i as usize) {
-            Some(Some(g)) => (g.prev, g.next),
-            _ => (NIL, NIL),
-        }
+        self.links.get(i as usize).copied().unwrap_or((NIL, NIL))
     }
 
     fn set_links(&mut self, i: u32, prev: Option<u32>, next: Option<u32>) {
-        if let Some(Some(g)) = self.slots.get_mut(i as usize) {
+        if let Some(l) = self.links.get_mut(i as usize) {
             if let Some(p) = prev {
-                g.prev = p;
+                l.0 = p;
             }
             if let Some(n) = next {
-                g.next = n;
+                l.1 = n;
             }
         }
     }
@@ -721,14 +781,27 @@ impl TunnelDetector {
         let Some(g) = self.slots.get_mut(i as usize).and_then(Option::take) else {
             return;
         };
+        let h = self.hashes.get(i as usize).copied().unwrap_or(0);
+        if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
         if let Some(c) = self.clients.get_mut(&g.client) {
-            c.domains.remove(&g.domain);
-            if c.domains.is_empty() {
+            c.groups = c.groups.saturating_sub(1);
+            if c.groups == 0 {
                 self.clients.remove(&g.client);
             }
         }
         self.free.push(i);
         self.live -= 1;
+    }
+
+    /// The slot of the group of (client, registered domain), if there is one.
+    #[cfg(test)]
+    fn slot_of(&self, client: IpAddr, rd: &str) -> Option<u32> {
+        self.slots
+            .iter()
+            .position(|s| matches!(s, Some(g) if g.client == client && g.domain.as_str() == rd))
+            .map(|i| i as u32)
     }
 
     fn count_client_query(&mut self, ev: &DnsEvent, prev_query: Nanos, out: &mut Vec<Alert>) {
@@ -985,7 +1058,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
     let w = &g.earlier.merged(&g.w);
     doc.insert("source.ip", g.client);
     doc.insert("destination.ip", g.server);
-    doc.insert("dns.question.registered_domain", g.domain.to_string());
+    doc.insert("dns.question.registered_domain", g.domain.as_str().to_string());
     doc.insert("dns.question.name", g.example.clone());
     doc.insert("portent.window.start", Field::Time(w.start));
     doc.insert("portent.window.end", Field::Time(w.last));
@@ -1049,7 +1122,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
             if w.entropy_n > 0 { w.entropy_sum / w.entropy_n as f64 } else { 0.0 },
             100.0 * w.encoded.iter().sum::<u32>() as f64 / w.queries.max(1) as f64,
             if best_n > 0 { alphabet.name() } else { "none" },
-            g.domain,
+            g.domain.as_str(),
             secs,
             g.info_bits / 8.0,
             score,

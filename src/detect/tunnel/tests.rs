@@ -235,7 +235,7 @@ fn two_sided_traffic_counts_each_query_once() {
         feed(&mut d, T0 + i, "10.6.6.6", &query(&name, 1), &mut out);
         feed(&mut d, T0 + i, "10.6.6.6", &response(&name, 1, 3, &[]), &mut out);
     }
-    let i = d.clients[&ip("10.6.6.6")].domains["example.com"];
+    let i = d.slot_of(ip("10.6.6.6"), "example.com").unwrap();
     let g = d.slots[i as usize].as_ref().unwrap();
     assert_eq!((g.w.queries, g.w.responses, g.w.nxdomain, g.w.distinct), (10, 10, 10, 10));
 }
@@ -330,7 +330,7 @@ fn psl_file_from_config() {
     let mut out = Vec::new();
     feed(&mut d, T0, "10.0.0.1", &query("a.b.example.com", 1), &mut out);
     // example.com is a public suffix in this list, so the group is b.example.com.
-    assert!(d.clients[&ip("10.0.0.1")].domains.contains_key("b.example.com"));
+    assert!(d.slot_of(ip("10.0.0.1"), "b.example.com").is_some());
     let bad = TunnelConfig { psl_file: Some(dir.join("missing.dat")), ..TunnelConfig::default() };
     assert!(TunnelDetector::new(bad).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -363,12 +363,13 @@ fn million_domain_flood_stays_bounded() {
     assert_eq!(s.groups, 1024);
     assert_eq!(s.clients, 1);
     assert_eq!(s.evictions, 1_000_000 - 1024);
-    assert!(d.slots.len() <= 1024 && d.clients[&ip("10.11.0.1")].domains.len() == 1024);
+    assert!(d.slots.len() <= 1024 && d.clients[&ip("10.11.0.1")].groups == 1024);
+    assert_eq!(d.index.len(), 1024);
     // Recency order survived: the newest group is at the head, the oldest kept at the tail.
     let head = d.slots[d.head as usize].as_ref().unwrap();
-    assert_eq!(&*head.domain, "d".to_string() + &format!("{:x}.com", 999_999u64));
+    assert_eq!(head.domain.as_str(), "d".to_string() + &format!("{:x}.com", 999_999u64));
     let tail = d.slots[d.tail as usize].as_ref().unwrap();
-    assert_eq!(&*tail.domain, format!("d{:x}.com", 1_000_000u64 - 1024));
+    assert_eq!(tail.domain.as_str(), format!("d{:x}.com", 1_000_000u64 - 1024));
     // The burst rule saw it (once per window: all within one second).
     assert_eq!(by_rule(&out, "dns_query_burst").len(), 1);
 }
