@@ -482,3 +482,35 @@ fn every_feature_has_its_keys_in_the_table() {
     }
     assert_eq!(TYPE_KEYS[0], "portent.tunnel.type_txt");
 }
+
+#[test]
+fn long_and_short_domains_keep_one_group_each_per_client() {
+    // Registered domains longer than the inline buffer live on the heap; both kinds must be
+    // found again, kept apart per client, and reported by name.
+    let long_label = "l".repeat(60);
+    let long = format!("{long_label}.com");
+    let mut d = det();
+    let mut out = Vec::new();
+    for i in 0..40u64 {
+        for client in ["10.7.0.1", "10.7.0.2"] {
+            feed(&mut d, T0 + i * SEC, client, &query(&format!("{:032x}.{long}", i * 7919), 16), &mut out);
+            feed(&mut d, T0 + i * SEC, client, &query(&format!("h{i}.example.com"), 1), &mut out);
+        }
+    }
+    assert_eq!((d.stats().groups, d.stats().clients), (4, 2));
+    for client in ["10.7.0.1", "10.7.0.2"] {
+        let i = d.slot_of(ip(client), &long).unwrap();
+        let g = d.slots[i as usize].as_ref().unwrap();
+        assert!(matches!(g.domain, GroupDomain::Heap(_)));
+        assert_eq!(g.h_queries, 40);
+        let i = d.slot_of(ip(client), "example.com").unwrap();
+        let g = d.slots[i as usize].as_ref().unwrap();
+        assert!(matches!(g.domain, GroupDomain::Inline { .. }));
+        assert_eq!(g.h_queries, 40);
+    }
+    let t = by_rule(&out, "dns_tunneling");
+    assert_eq!(t.len(), 2, "{t:?}");
+    for a in t {
+        assert_eq!(a.doc.to_map()["dns.question.registered_domain"], long.as_str());
+    }
+}
