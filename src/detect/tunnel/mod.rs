@@ -482,6 +482,8 @@ impl Feature {
 }
 
 const N_FEATURES: usize = 15;
+/// Where `group_features` puts `info_bytes_horizon`.
+const HORIZON_FEATURE: usize = 12;
 
 /// The shipped allowlist (unless turned off) and the configured entries.
 fn domain_allowlist(cfg: &TunnelConfig) -> DomainAllowList {
@@ -990,11 +992,12 @@ fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
 /// was part of.
 fn score(fs: &[Feature; N_FEATURES], cfg: &TunnelConfig, g: &Group) -> (f64, bool) {
     let (mut s, mut v, mut r, mut info) = (0.0, 0.0, 0.0, false);
-    for f in fs {
+    for (i, f) in fs.iter().enumerate() {
         match f.kind {
             Kind::Shape => s += f.ratio(),
             Kind::Volume => v += f.ratio(),
-            Kind::Standalone if f.name == "info_bytes_horizon" => {
+            // By position: comparing the name here ran for every feature of every message.
+            Kind::Standalone if i == HORIZON_FEATURE => {
                 if f.crossed() && f.value >= g.info_alerted + cfg.info_bytes as f64 {
                     r += f.ratio();
                     info = true;

@@ -514,3 +514,13 @@ fn long_and_short_domains_keep_one_group_each_per_client() {
         assert_eq!(a.doc.to_map()["dns.question.registered_domain"], long.as_str());
     }
 }
+
+#[test]
+fn the_horizon_feature_is_where_score_looks_for_it() {
+    let mut d = det();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.8.0.1", &query("a.example.com", 1), &mut out);
+    let i = d.slot_of(ip("10.8.0.1"), "example.com").unwrap();
+    let g = d.slots[i as usize].as_ref().unwrap();
+    assert_eq!(group_features(g, &d.cfg)[HORIZON_FEATURE].name, "info_bytes_horizon");
+}
