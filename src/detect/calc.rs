@@ -240,7 +240,7 @@ impl CalcDetector {
             let octets = v4.octets();
             for (i, f) in cfg.formulas.iter().enumerate() {
                 if f.eval(octets) == Some(syn.dport) {
-                    scratch.push((a.clone(), i));
+                    scratch.push((a.to_answer(), i));
                 }
             }
         });
