@@ -17,9 +17,9 @@ mod ring;
 use crate::dns::{DnsMessage, RData};
 use crate::Nanos;
 use dashmap::DashMap;
-use ring::Ring;
+use ring::{Cold, Hot, Ring};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -85,6 +85,23 @@ impl<'a> AnswerRef<'a> {
             resolver: self.resolver,
             ttl: self.ttl,
         }
+    }
+}
+
+/// One cached answer as `scan` shows it: when, and the address if it is IPv4.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Packet time of the response.
+    pub ts: Nanos,
+    pub v4: Option<Ipv4Addr>,
+    cold: &'a Cold,
+    entry: &'a ClientEntry,
+}
+
+impl<'a> Candidate<'a> {
+    /// The whole answer.
+    pub fn answer(&self) -> AnswerRef<'a> {
+        self.entry.view(self.ts, self.cold)
     }
 }
 
@@ -194,16 +211,6 @@ fn push_name(arena: &mut Vec<u8>, name: &str) {
     arena.extend_from_slice(name.as_bytes().get(..n as usize).unwrap_or_default());
 }
 
-/// One cached address. Its names are the record at `rec` in the client's arena.
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    ts: Nanos,
-    rec: usize,
-    ttl: u32,
-    addr: IpAddr,
-    resolver: IpAddr,
-}
-
 /// Below this the arena is never compacted: a quiet client keeps its few records as they
 /// are.
 const MIN_ARENA: usize = 512;
@@ -229,13 +236,13 @@ struct ClientEntry {
 }
 
 impl ClientEntry {
-    fn view(&self, s: &Slot) -> AnswerRef<'_> {
+    fn view<'a>(&'a self, ts: Nanos, cold: &'a Cold) -> AnswerRef<'a> {
         AnswerRef {
-            ts: s.ts,
-            addr: s.addr,
-            resolver: s.resolver,
-            ttl: s.ttl,
-            qname: Name { rec: Record::at(&self.arena, s.rec) },
+            ts,
+            addr: cold.addr,
+            resolver: cold.resolver,
+            ttl: cold.ttl,
+            qname: Name { rec: Record::at(&self.arena, cold.rec) },
         }
     }
 
@@ -276,7 +283,7 @@ impl ClientEntry {
     fn compact(&mut self) {
         let mut arena = Vec::with_capacity(self.arena.len());
         let mut prev: Option<(usize, usize)> = None;
-        for s in self.slots.iter_mut() {
+        for s in self.slots.cold_mut() {
             match prev {
                 Some((old, new)) if old == s.rec => s.rec = new,
                 _ => {
@@ -393,7 +400,14 @@ impl AnswerCache {
                 entry.slots.pop_front();
                 self.evicted_answers.fetch_add(1, Ordering::Relaxed);
             }
-            entry.slots.push_back(key, Slot { ts, rec, ttl, addr, resolver }, self.cfg.max_per_client);
+            let hot = Hot {
+                ts,
+                v4: match addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                },
+            };
+            entry.slots.push_back(key, hot, Cold { rec, ttl, addr, resolver }, self.cfg.max_per_client);
         }
         n
     }
@@ -401,10 +415,16 @@ impl AnswerCache {
     /// Calls `f` for each answer `client` received within the window before `now`, oldest
     /// first.
     pub fn lookup(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&AnswerRef<'_>)) {
+        self.scan(client, now, |c| f(&c.answer()))
+    }
+
+    /// `lookup` for a caller that needs only the time and the IPv4 address of most answers:
+    /// the rest of each is read from memory only if `Candidate::answer` asks for it.
+    pub fn scan(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&Candidate<'_>)) {
         if let Some(entry) = self.map.get(&client) {
-            for s in entry.slots.iter() {
-                if s.ts <= now && now - s.ts <= self.cfg.window {
-                    f(&entry.view(s));
+            for (hot, cold) in entry.slots.iter() {
+                if hot.ts <= now && now - hot.ts <= self.cfg.window {
+                    f(&Candidate { ts: hot.ts, v4: hot.v4, cold, entry: &entry });
                 }
             }
         }
@@ -486,7 +506,7 @@ impl AnswerCache {
         let mut v: Vec<_> = self
             .map
             .iter()
-            .map(|e| (*e.key(), e.slots.iter().map(|s| e.view(s).to_answer()).collect()))
+            .map(|e| (*e.key(), e.slots.iter().map(|(h, c)| e.view(h.ts, c).to_answer()).collect()))
             .collect();
         v.sort_by_key(|a| a.0);
         v

@@ -1,13 +1,16 @@
-//! A client's answers: a ring of slots, oldest first, with the fingerprint of each answer in
-//! a parallel ring of keys.
+//! A client's answers: a ring, oldest first, kept as three parallel arrays: the
+//! fingerprint of each answer, what the DNS Calculation check reads of every answer (`Hot`),
+//! and the rest (`Cold`).
 //!
-//! Not a pair of `VecDeque`s because of the duplicate check, which runs for every address
-//! of every response: here it compares every key of the buffer, wrapped or not, live or
-//! not, in one pass that the compiler turns into wide compares with no tail, and looks at
-//! positions only when a key matched somewhere. The buffers grow by doubling up to the cap
-//! and are never reordered except by growth, so at the cap an eviction is an index bump.
+//! Not `VecDeque`s because of the two scans that run all the time. The duplicate check, for
+//! every address of every response, compares every key of the buffer, wrapped or not, live
+//! or not, in one pass that the compiler turns into wide compares with no tail, and looks
+//! at positions only when a key matched somewhere. The SYN check walks every answer of the
+//! client but reads 16 bytes of each, not 64. The arrays grow by doubling up to the cap and
+//! are never reordered except by growth, so at the cap an eviction is an index bump.
 
-use super::Slot;
+use crate::Nanos;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Keys are compared this many at a time; the key buffer is padded to a multiple of it.
 const LANES: usize = 8;
@@ -15,13 +18,38 @@ const LANES: usize = 8;
 /// Room for this many answers the first time a client is seen.
 const FIRST_CAP: usize = 4;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Hot {
+    pub(super) ts: Nanos,
+    /// The address when it is IPv4: the only kind the formulas run over.
+    pub(super) v4: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Cold {
+    /// Where the answer's names start in the client's arena.
+    pub(super) rec: usize,
+    pub(super) ttl: u32,
+    pub(super) addr: IpAddr,
+    pub(super) resolver: IpAddr,
+}
+
+const EMPTY_HOT: Hot = Hot { ts: 0, v4: None };
+const EMPTY_COLD: Cold = Cold {
+    rec: 0,
+    ttl: 0,
+    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    resolver: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+};
+
 #[derive(Debug, Default)]
 pub(super) struct Ring {
-    /// Physical storage; `slots.len()` is the capacity.
-    slots: Vec<Slot>,
-    /// `keys[p]` belongs to `slots[p]`; entries past the capacity, and those of slots not
-    /// live, hold stale values that `find` skips.
+    /// Physical storage, all three the same length but `keys`, which is padded: that
+    /// length is the capacity. `keys[p]`, `hot[p]` and `cold[p]` are one answer. Positions
+    /// not live (and the padding) hold stale values that `find` skips.
     keys: Vec<u32>,
+    hot: Vec<Hot>,
+    cold: Vec<Cold>,
     /// Physical index of the oldest answer.
     head: usize,
     len: usize,
@@ -38,32 +66,38 @@ impl Ring {
 
     fn phys(&self, i: usize) -> usize {
         let p = self.head + i;
-        if p >= self.slots.len() {
-            p - self.slots.len()
+        if p >= self.hot.len() {
+            p - self.hot.len()
         } else {
             p
         }
     }
 
-    pub(super) fn front(&self) -> Option<&Slot> {
+    pub(super) fn front(&self) -> Option<&Hot> {
         if self.len == 0 {
             return None;
         }
-        self.slots.get(self.head)
+        self.hot.get(self.head)
     }
 
-    /// The live slots, oldest first.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
-        let (wrapped, tail) = self.slots.split_at(self.head.min(self.slots.len()));
+    /// The live part of an array of the ring's capacity, oldest first, as two runs.
+    fn live<'a, T>(&self, v: &'a [T]) -> (&'a [T], &'a [T]) {
+        let (wrapped, tail) = v.split_at(self.head.min(v.len()));
         let first = self.len.min(tail.len());
-        let rest = self.len - first;
-        tail.iter().take(first).chain(wrapped.iter().take(rest))
+        (tail.get(..first).unwrap_or_default(), wrapped.get(..self.len - first).unwrap_or_default())
     }
 
-    /// The live slots, oldest first, for rewriting in place.
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        let head = self.head.min(self.slots.len());
-        let (wrapped, tail) = self.slots.split_at_mut(head);
+    /// The live answers, oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Hot, &Cold)> {
+        let (hot_a, hot_b) = self.live(&self.hot);
+        let (cold_a, cold_b) = self.live(&self.cold);
+        hot_a.iter().zip(cold_a).chain(hot_b.iter().zip(cold_b))
+    }
+
+    /// The cold part of the live answers, oldest first, for rewriting in place.
+    pub(super) fn cold_mut(&mut self) -> impl Iterator<Item = &mut Cold> {
+        let head = self.head.min(self.cold.len());
+        let (wrapped, tail) = self.cold.split_at_mut(head);
         let first = self.len.min(tail.len());
         let rest = self.len - first;
         tail.iter_mut().take(first).chain(wrapped.iter_mut().take(rest))
@@ -76,13 +110,13 @@ impl Ring {
 
     /// The logical position of the live answer with fingerprint `key` for which `same`
     /// holds, oldest first.
-    pub(super) fn find(&self, key: u32, same: impl Fn(&Slot) -> bool) -> Option<usize> {
+    pub(super) fn find(&self, key: u32, same: impl Fn(&Cold) -> bool) -> Option<usize> {
         if !self.may_hold(key) {
             return None;
         }
         (0..self.len).find(|&i| {
             let p = self.phys(i);
-            self.keys.get(p) == Some(&key) && self.slots.get(p).is_some_and(&same)
+            self.keys.get(p) == Some(&key) && self.cold.get(p).is_some_and(&same)
         })
     }
 
@@ -100,44 +134,52 @@ impl Ring {
         }
         for j in i..self.len - 1 {
             let (to, from) = (self.phys(j), self.phys(j + 1));
-            if let (Some(&s), Some(&k)) = (self.slots.get(from), self.keys.get(from)) {
-                if let (Some(st), Some(kt)) = (self.slots.get_mut(to), self.keys.get_mut(to)) {
-                    (*st, *kt) = (s, k);
-                }
-            }
+            move_within(&mut self.keys, from, to);
+            move_within(&mut self.hot, from, to);
+            move_within(&mut self.cold, from, to);
         }
         self.len -= 1;
     }
 
-    /// Appends an answer, growing the buffers (up to `cap`) when they are full. The caller
+    /// Appends an answer, growing the arrays (up to `cap`) when they are full. The caller
     /// makes room first: at `cap` answers, this drops the oldest.
-    pub(super) fn push_back(&mut self, key: u32, slot: Slot, cap: usize) {
-        if self.len >= self.slots.len() {
-            if self.slots.len() >= cap {
+    pub(super) fn push_back(&mut self, key: u32, hot: Hot, cold: Cold, cap: usize) {
+        if self.len >= self.hot.len() {
+            if self.hot.len() >= cap {
                 self.pop_front();
             } else {
-                self.grow(slot, cap);
+                self.grow(cap);
             }
         }
         let p = self.phys(self.len);
-        if let (Some(s), Some(k)) = (self.slots.get_mut(p), self.keys.get_mut(p)) {
-            *s = slot;
-            *k = key;
+        if let (Some(k), Some(h), Some(c)) = (self.keys.get_mut(p), self.hot.get_mut(p), self.cold.get_mut(p))
+        {
+            (*k, *h, *c) = (key, hot, cold);
             self.len += 1;
         }
     }
 
     /// Doubles the capacity, at most to `cap`, and puts the oldest answer first.
-    fn grow(&mut self, fill: Slot, cap: usize) {
-        let new_cap = (2 * self.slots.len()).max(FIRST_CAP).min(cap.max(1));
-        let mut slots = Vec::with_capacity(new_cap);
-        slots.extend(self.iter().copied());
-        slots.resize(new_cap, fill);
-        let mut keys = Vec::with_capacity(new_cap.next_multiple_of(LANES));
-        keys.extend((0..self.len).map(|i| self.keys.get(self.phys(i)).copied().unwrap_or(0)));
-        keys.resize(new_cap.next_multiple_of(LANES), 0);
-        self.slots = slots;
-        self.keys = keys;
+    fn grow(&mut self, cap: usize) {
+        let old = self.hot.len();
+        let new_cap = (2 * old).max(FIRST_CAP).min(cap.max(1));
+        let head = self.head.min(old);
+        self.hot.rotate_left(head);
+        self.cold.rotate_left(head);
+        if let Some(keys) = self.keys.get_mut(..old) {
+            keys.rotate_left(head);
+        }
+        self.hot.resize(new_cap, EMPTY_HOT);
+        self.cold.resize(new_cap, EMPTY_COLD);
+        self.keys.resize(new_cap.next_multiple_of(LANES), 0);
         self.head = 0;
+    }
+}
+
+fn move_within<T: Copy>(v: &mut [T], from: usize, to: usize) {
+    if let Some(&x) = v.get(from) {
+        if let Some(y) = v.get_mut(to) {
+            *y = x;
+        }
     }
 }
