@@ -709,6 +709,31 @@ mod tests {
     }
 
     #[test]
+    fn scan_shows_time_and_ipv4_and_the_rest_on_demand() {
+        let cfg = CacheConfig { window: 10 * S, ..Default::default() };
+        let c = AnswerCache::new(cfg);
+        let client = ip("10.0.0.5");
+        let addrs = [ip("192.0.2.1"), ip("2001:db8::2"), ip("192.0.2.3")];
+        c.insert(client, ip("8.8.8.8"), S, &full_response("old.example", &[], &addrs[..1], 9));
+        c.insert(client, ip("9.9.9.9"), 5 * S, &full_response("new.example", &["c.example"], &addrs[1..], 9));
+        let mut seen = vec![];
+        c.scan(client, 12 * S, |a| seen.push((a.ts, a.v4, a.answer().to_answer())));
+        let got: Vec<_> = seen.iter().map(|(ts, v4, _)| (*ts, *v4)).collect();
+        assert_eq!(
+            got,
+            vec![(5 * S, None), (5 * S, Some(Ipv4Addr::new(192, 0, 2, 3)))],
+            "1 s answer expired"
+        );
+        let whole: Vec<_> = seen.into_iter().map(|(_, _, a)| a).collect();
+        assert_eq!(whole, lookup_all(&c, client, 12 * S));
+        assert_eq!((&*whole[0].qname, whole[0].resolver), ("new.example", ip("9.9.9.9")));
+        let mut n = 0;
+        c.scan(ip("10.0.0.6"), 12 * S, |_| n += 1);
+        c.scan(client, 16 * S, |_| n += 1);
+        assert_eq!(n, 0, "another client; past the window");
+    }
+
+    #[test]
     fn evicting_an_answer_keeps_the_name_it_shared() {
         let cfg = CacheConfig { max_per_client: 2, ..Default::default() };
         let c = AnswerCache::new(cfg);

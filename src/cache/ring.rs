@@ -183,3 +183,94 @@ fn move_within<T: Copy>(v: &mut [T], from: usize, to: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hot(n: u8) -> Hot {
+        Hot { ts: u64::from(n), v4: Some(Ipv4Addr::new(10, 0, 0, n)) }
+    }
+
+    fn cold(n: u8) -> Cold {
+        Cold { rec: usize::from(n), ..EMPTY_COLD }
+    }
+
+    fn push(r: &mut Ring, n: u8, cap: usize) {
+        r.push_back(u32::from(n) * 7, hot(n), cold(n), cap);
+    }
+
+    fn contents(r: &Ring) -> Vec<u8> {
+        r.iter()
+            .map(|(h, c)| {
+                assert_eq!(h.ts, c.rec as u64, "hot and cold out of step");
+                c.rec as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn grows_from_a_wrapped_position_in_order() {
+        let mut r = Ring::default();
+        for n in 0..4 {
+            push(&mut r, n, 16);
+        }
+        // Drop two from the front and wrap around the four slots.
+        r.pop_front();
+        r.pop_front();
+        push(&mut r, 4, 16);
+        push(&mut r, 5, 16);
+        assert_eq!((r.head, r.hot.len()), (2, 4), "full and wrapped");
+        push(&mut r, 6, 16);
+        assert_eq!(contents(&r), vec![2, 3, 4, 5, 6]);
+        assert_eq!(r.hot.len(), 8);
+        for n in 2..=6u8 {
+            let i = r.find(u32::from(n) * 7, |c| c.rec == usize::from(n));
+            assert_eq!(i, Some(usize::from(n) - 2), "key of {n} after growth");
+        }
+    }
+
+    #[test]
+    fn removes_across_the_wrap_and_skips_stale_keys() {
+        let mut r = Ring::default();
+        for n in 0..8 {
+            push(&mut r, n, 8);
+        }
+        for n in 8..13 {
+            r.pop_front();
+            push(&mut r, n, 8);
+        }
+        assert_eq!(contents(&r), vec![5, 6, 7, 8, 9, 10, 11, 12]);
+        r.remove(1); // before the wrap
+        r.remove(4); // after it
+        assert_eq!(contents(&r), vec![5, 7, 8, 9, 11, 12]);
+        // 6 and 10 are gone, and the two positions left free still hold old keys.
+        assert_eq!(r.find(6 * 7, |_| true), None);
+        assert_eq!(r.find(10 * 7, |_| true), None);
+        assert_eq!(r.find(12 * 7, |_| true), Some(5));
+        assert!(r.keys.contains(&(12 * 7)));
+        r.remove(0);
+        r.remove(r.len() - 1);
+        r.remove(r.len()); // past the end: nothing
+        assert_eq!(contents(&r), vec![7, 8, 9, 11]);
+        while !r.is_empty() {
+            r.pop_front();
+        }
+        r.pop_front();
+        assert_eq!(contents(&r), Vec::<u8>::new());
+        assert_eq!(r.find(8 * 7, |_| true), None, "a stale key is not live");
+    }
+
+    #[test]
+    fn a_cap_below_the_first_step_is_kept() {
+        let mut r = Ring::default();
+        for n in 0..5 {
+            if r.len() >= 3 {
+                r.pop_front();
+            }
+            push(&mut r, n, 3);
+        }
+        assert_eq!(contents(&r), vec![2, 3, 4]);
+        assert_eq!(r.hot.len(), 3);
+    }
+}
