@@ -17,7 +17,7 @@ mod ring;
 use crate::dns::{DnsMessage, RData};
 use crate::Nanos;
 use dashmap::DashMap;
-use ring::{Cold, Hot, Ring};
+use ring::{Cold, Hot, Key, Ring};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,7 +218,7 @@ const MIN_ARENA: usize = 512;
 #[derive(Debug, Default)]
 struct ClientEntry {
     /// The answers, each with `fingerprint(addr, qname)` as its key: the duplicate check
-    /// scans these 4-byte keys instead of up to 64 slots, and compares an answer in full
+    /// scans these 2-byte keys instead of up to 64 slots, and compares an answer in full
     /// only when its fingerprint matches. Colliding names (even chosen ones) only fall back
     /// to that full compare, so the result never depends on the hash.
     slots: Ring,
@@ -306,7 +306,7 @@ fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-fn fingerprint(addr: IpAddr, name_hash: u64) -> u32 {
+fn fingerprint(addr: IpAddr, name_hash: u64) -> Key {
     let a = match addr {
         IpAddr::V4(a) => u64::from(u32::from(a)),
         IpAddr::V6(a) => {
@@ -314,8 +314,8 @@ fn fingerprint(addr: IpAddr, name_hash: u64) -> u32 {
             (x as u64) ^ ((x >> 64) as u64).rotate_left(17) ^ 0x5555
         }
     };
-    // The high half: the multiply mixes every bit of the address into it.
-    ((name_hash ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32
+    // The top bits: the multiply mixes every bit of the address into them.
+    ((name_hash ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> (64 - Key::BITS)) as Key
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
