@@ -19,6 +19,7 @@ use crate::Nanos;
 use dashmap::DashMap;
 use ring::{Cold, Hot, Key, Ring};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -301,11 +302,6 @@ impl ClientEntry {
     }
 }
 
-/// Cheap, unkeyed hash of a name's bytes (FNV-1a): computed once per response.
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
 fn fingerprint(addr: IpAddr, name_hash: u64) -> Key {
     let a = match addr {
         IpAddr::V4(a) => u64::from(u32::from(a)),
@@ -384,7 +380,7 @@ impl AnswerCache {
         entry.last_seen = entry.last_seen.max(ts);
         let entry = &mut *entry;
         let rec = entry.add_record(qname, chain);
-        let nh = name_hash(qname);
+        let nh = self.map.hasher().hash_one(qname);
         let mut n = 0;
         for (addr, ttl) in addrs {
             n += 1;
