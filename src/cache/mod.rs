@@ -198,9 +198,14 @@ impl<'a> Record<'a> {
 
     /// Bytes from the record's start to its end.
     fn len(self) -> usize {
-        let mut c = self.chain();
-        while c.next().is_some() {}
-        self.bytes.len() - c.rest.len()
+        let Chain { mut rest, left } = self.chain();
+        for _ in 0..left {
+            match split_name(rest) {
+                Some((_, r)) => rest = r,
+                None => break,
+            }
+        }
+        self.bytes.len() - rest.len()
     }
 }
 
@@ -280,25 +285,31 @@ impl ClientEntry {
         self.newest
     }
 
-    /// Copies the records that slots still refer to into a fresh arena, in order.
+    /// Moves the records that slots still refer to down to the start of the arena, in
+    /// order, keeping its memory. Slots refer to records in arena order (each insert refers
+    /// to the newest record, and nothing reorders slots), so a record only ever moves down
+    /// over ones already moved or dead.
     fn compact(&mut self) {
-        let mut arena = Vec::with_capacity(self.arena.len());
+        let mut write = 0;
         let mut prev: Option<(usize, usize)> = None;
         for s in self.slots.cold_mut() {
             match prev {
                 Some((old, new)) if old == s.rec => s.rec = new,
                 _ => {
-                    let rec = Record::at(&self.arena, s.rec);
-                    let new = arena.len();
-                    arena.extend_from_slice(rec.bytes.get(..rec.len()).unwrap_or_default());
-                    prev = Some((s.rec, new));
-                    s.rec = new;
+                    debug_assert!(!matches!(prev, Some((old, _)) if old > s.rec), "slots out of arena order");
+                    let len = Record::at(&self.arena, s.rec).len();
+                    if s.rec >= write && s.rec + len <= self.arena.len() {
+                        self.arena.copy_within(s.rec..s.rec + len, write);
+                    }
+                    prev = Some((s.rec, write));
+                    s.rec = write;
+                    write += len;
                 }
             }
         }
+        self.arena.truncate(write);
         self.newest = prev.map_or(0, |(_, new)| new);
-        self.compact_at = 2 * arena.len();
-        self.arena = arena;
+        self.compact_at = 2 * write;
     }
 }
 
