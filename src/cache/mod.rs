@@ -4,12 +4,23 @@
 //! pipeline routes each client to one worker, so a client's answers and its SYNs meet on one
 //! thread and shards rarely contend. Entries leave by packet time after `window`; memory is
 //! bounded by a cap per client and a global cap on clients, with evictions counted.
+//!
+//! Each client keeps its answers as small fixed-size slots, and the names they were given
+//! for (the question and the CNAME chain, one record per response) back to back in one byte
+//! arena of its own. At the per-client cap every new address pushes an old one out, so this
+//! is the steady state of a busy sensor: evicting a slot frees nothing and touches no other
+//! memory, and a response costs no allocation of its own. The arena is compacted now and
+//! then, when its dead records make up half of it.
+
+mod ring;
 
 use crate::dns::{DnsMessage, RData};
 use crate::Nanos;
 use dashmap::DashMap;
-use std::collections::VecDeque;
-use std::net::IpAddr;
+use ring::{Cold, Hot, Key, Ring};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,7 +41,8 @@ impl Default for CacheConfig {
     }
 }
 
-/// One address that one client was given.
+/// One address that one client was given, with its names owned: what `snapshot` returns and
+/// what `AnswerRef::to_answer` makes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedAnswer {
     /// Packet time of the response.
@@ -45,23 +57,263 @@ pub struct CachedAnswer {
     pub ttl: u32,
 }
 
+/// One cached answer as `lookup` shows it: the fixed fields copied out, the names read from
+/// the client's arena only when asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerRef<'a> {
+    /// Packet time of the response.
+    pub ts: Nanos,
+    pub addr: IpAddr,
+    /// Who answered: the response's source address.
+    pub resolver: IpAddr,
+    pub ttl: u32,
+    /// The name the client asked for (the first question).
+    pub qname: Name<'a>,
+}
+
+impl<'a> AnswerRef<'a> {
+    /// CNAME targets followed on the way to `addr`, in answer order.
+    pub fn cname_chain(&self) -> Chain<'a> {
+        self.qname.rec.chain()
+    }
+
+    pub fn to_answer(&self) -> CachedAnswer {
+        CachedAnswer {
+            ts: self.ts,
+            addr: self.addr,
+            qname: self.qname.as_str().into(),
+            cname_chain: self.cname_chain().map(str::to_string).collect(),
+            resolver: self.resolver,
+            ttl: self.ttl,
+        }
+    }
+}
+
+/// One cached answer as `scan` shows it: when, and the address if it is IPv4.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Packet time of the response.
+    pub ts: Nanos,
+    pub v4: Option<Ipv4Addr>,
+    cold: &'a Cold,
+    entry: &'a ClientEntry,
+}
+
+impl<'a> Candidate<'a> {
+    /// The whole answer.
+    pub fn answer(&self) -> AnswerRef<'a> {
+        self.entry.view(self.ts, self.cold)
+    }
+}
+
+/// A cached question name, read from the arena when it is used.
+#[derive(Clone, Copy)]
+pub struct Name<'a> {
+    rec: Record<'a>,
+}
+
+impl<'a> Name<'a> {
+    pub fn as_str(&self) -> &'a str {
+        as_str(self.rec.qname())
+    }
+}
+
+impl std::ops::Deref for Name<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The arena only ever holds bytes copied from a `&str`, whole: this never fails.
+fn as_str(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// The CNAME chain of a cached answer, oldest first.
+#[derive(Clone, Debug)]
+pub struct Chain<'a> {
+    rest: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for Chain<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        self.left = self.left.checked_sub(1)?;
+        let (name, rest) = split_name(self.rest)?;
+        self.rest = rest;
+        Some(as_str(name))
+    }
+}
+
+/// One response's names in a client's arena:
+/// `[qname len: u32][qname][chain len: u32]` then `[name len: u32][name]` per CNAME target,
+/// lengths little-endian. The encoding is prefix-free, so equal bytes mean equal records.
+#[derive(Clone, Copy, Debug)]
+struct Record<'a> {
+    bytes: &'a [u8],
+}
+
+fn read_u32(b: &[u8]) -> Option<(u32, &[u8])> {
+    let (n, rest) = b.split_first_chunk::<4>()?;
+    Some((u32::from_le_bytes(*n), rest))
+}
+
+/// A length-prefixed name and what follows it.
+fn split_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (n, rest) = read_u32(b)?;
+    let n = usize::try_from(n).ok()?;
+    Some((rest.get(..n)?, rest.get(n..)?))
+}
+
+impl<'a> Record<'a> {
+    fn at(arena: &'a [u8], at: usize) -> Record<'a> {
+        Record { bytes: arena.get(at..).unwrap_or_default() }
+    }
+
+    fn qname(self) -> &'a [u8] {
+        split_name(self.bytes).map(|(q, _)| q).unwrap_or_default()
+    }
+
+    fn chain(self) -> Chain<'a> {
+        let after = split_name(self.bytes).and_then(|(_, rest)| read_u32(rest));
+        match after {
+            Some((left, rest)) => Chain { rest, left },
+            None => Chain { rest: &[], left: 0 },
+        }
+    }
+
+    /// Bytes from the record's start to its end.
+    fn len(self) -> usize {
+        let Chain { mut rest, left } = self.chain();
+        for _ in 0..left {
+            match split_name(rest) {
+                Some((_, r)) => rest = r,
+                None => break,
+            }
+        }
+        self.bytes.len() - rest.len()
+    }
+}
+
+/// Lengths are written as u32: a name longer than that (it cannot come from a DNS message)
+/// is cut, consistently with its length.
+fn push_name(arena: &mut Vec<u8>, name: &str) {
+    let n = u32::try_from(name.len()).unwrap_or(u32::MAX);
+    arena.extend_from_slice(&n.to_le_bytes());
+    arena.extend_from_slice(name.as_bytes().get(..n as usize).unwrap_or_default());
+}
+
+/// Below this the arena is never compacted: a quiet client keeps its few records as they
+/// are.
+const MIN_ARENA: usize = 512;
+
 #[derive(Debug, Default)]
 struct ClientEntry {
-    answers: VecDeque<CachedAnswer>,
-    /// `fingerprint(addr, qname)` of each answer, in step with `answers`: the duplicate
-    /// check scans these 8-byte keys instead of up to 64 80-byte answers, and compares an
-    /// answer in full only when its fingerprint matches. Colliding names (even chosen ones)
-    /// only fall back to that full compare, so the result never depends on the hash.
-    keys: VecDeque<u64>,
+    /// The answers, each with `fingerprint(addr, qname)` as its key: the duplicate check
+    /// scans these 2-byte keys instead of up to 64 slots, and compares an answer in full
+    /// only when its fingerprint matches. Colliding names (even chosen ones) only fall back
+    /// to that full compare, so the result never depends on the hash.
+    slots: Ring,
+    /// The records of this client's responses. Slots refer to them in arena order (each
+    /// insert refers to the newest), and the ones no slot refers to any more stay until the
+    /// next compaction.
+    arena: Vec<u8>,
+    /// The arena is compacted when it reaches this length: twice what was live after the
+    /// last compaction, so each compaction copies at most what was appended since.
+    compact_at: usize,
+    /// Where the newest record starts: the one the newest slot refers to. Kept here so that
+    /// checking a repeated question does not first wait for the slots' cold memory.
+    newest: usize,
     last_seen: Nanos,
 }
 
-/// Cheap, unkeyed hash of a name's bytes (FNV-1a): computed once per response.
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+impl ClientEntry {
+    fn view<'a>(&'a self, ts: Nanos, cold: &'a Cold) -> AnswerRef<'a> {
+        AnswerRef {
+            ts,
+            addr: cold.addr,
+            resolver: cold.resolver,
+            ttl: cold.ttl,
+            qname: Name { rec: Record::at(&self.arena, cold.rec) },
+        }
+    }
+
+    /// Appends a response's record and returns where it starts; a record equal to the
+    /// newest one (the same question asked again) is not stored twice.
+    fn add_record<'m>(&mut self, qname: &str, chain: impl Iterator<Item = &'m str>) -> usize {
+        if self.arena.len() >= self.compact_at.max(MIN_ARENA) {
+            self.compact();
+        }
+        if self.arena.capacity() == 0 {
+            // Most clients get more than one answer: skip the smallest steps of growth.
+            self.arena.reserve(MIN_ARENA / 4);
+        }
+        let start = self.arena.len();
+        push_name(&mut self.arena, qname);
+        let at = self.arena.len();
+        self.arena.extend_from_slice(&[0; 4]);
+        let mut n = 0u32;
+        for c in chain {
+            push_name(&mut self.arena, c);
+            n = n.saturating_add(1);
+        }
+        if let Some(len) = self.arena.get_mut(at..at + 4) {
+            len.copy_from_slice(&n.to_le_bytes());
+        }
+        let len = self.arena.len() - start;
+        let last = self.newest;
+        let (old, new) = self.arena.split_at(start);
+        if last.checked_add(len).is_some_and(|end| end <= start) && old.get(last..last + len) == Some(new) {
+            self.arena.truncate(start);
+        } else {
+            self.newest = start;
+        }
+        self.newest
+    }
+
+    /// Moves the records that slots still refer to down to the start of the arena, in
+    /// order, keeping its memory. Slots refer to records in arena order (each insert refers
+    /// to the newest record, and nothing reorders slots), so a record only ever moves down
+    /// over ones already moved or dead.
+    fn compact(&mut self) {
+        let mut write = 0;
+        let mut prev: Option<(usize, usize)> = None;
+        for s in self.slots.cold_mut() {
+            match prev {
+                Some((old, new)) if old == s.rec => s.rec = new,
+                _ => {
+                    debug_assert!(!matches!(prev, Some((old, _)) if old > s.rec), "slots out of arena order");
+                    let len = Record::at(&self.arena, s.rec).len();
+                    if s.rec >= write && s.rec + len <= self.arena.len() {
+                        self.arena.copy_within(s.rec..s.rec + len, write);
+                    }
+                    prev = Some((s.rec, write));
+                    s.rec = write;
+                    write += len;
+                }
+            }
+        }
+        self.arena.truncate(write);
+        self.newest = prev.map_or(0, |(_, new)| new);
+        self.compact_at = 2 * write;
+    }
 }
 
-fn fingerprint(addr: IpAddr, name_hash: u64) -> u64 {
+fn fingerprint(addr: IpAddr, name_hash: u64) -> Key {
     let a = match addr {
         IpAddr::V4(a) => u64::from(u32::from(a)),
         IpAddr::V6(a) => {
@@ -69,15 +321,8 @@ fn fingerprint(addr: IpAddr, name_hash: u64) -> u64 {
             (x as u64) ^ ((x >> 64) as u64).rotate_left(17) ^ 0x5555
         }
     };
-    name_hash ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// Whether `key` is among `keys`, eight at a time without an early exit inside a chunk, so
-/// that the compiler compares them with SIMD: at the 64-answer cap this runs for every
-/// address of every response, and the scalar scan was a third of `insert`.
-fn has_key(keys: &VecDeque<u64>, key: u64) -> bool {
-    let (a, b) = keys.as_slices();
-    [a, b].iter().any(|s| s.chunks(8).any(|c| c.iter().fold(false, |hit, k| hit | (*k == key))))
+    // The top bits: the multiply mixes every bit of the address into them.
+    ((name_hash ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> (64 - Key::BITS)) as Key
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,63 +374,64 @@ impl AnswerCache {
         if addrs.peek().is_none() || self.cfg.max_per_client == 0 {
             return 0;
         }
-        let qname: Arc<str> = msg.questions.first().map(|q| q.name.as_str()).unwrap_or("").into();
-        let chain: Arc<[String]> = msg
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::Name(n) if r.rtype == crate::dns::rtype::CNAME => Some(n.clone()),
-                _ => None,
-            })
-            .collect();
-        if !self.map.contains_key(&client) && self.map.len() >= self.cfg.max_clients {
-            self.make_room(ts);
-        }
-        let mut entry = self.map.entry(client).or_default();
+        let qname = msg.questions.first().map(|q| q.name.as_str()).unwrap_or("");
+        let chain = msg.answers.iter().filter_map(|r| match &r.data {
+            RData::Name(n) if r.rtype == crate::dns::rtype::CNAME => Some(n.as_str()),
+            _ => None,
+        });
+        let mut entry = match self.map.get_mut(&client) {
+            Some(e) => e,
+            None => {
+                if self.map.len() >= self.cfg.max_clients {
+                    self.make_room(ts);
+                }
+                self.map.entry(client).or_default()
+            }
+        };
         entry.last_seen = entry.last_seen.max(ts);
         let entry = &mut *entry;
-        let nh = name_hash(&qname);
+        let rec = entry.add_record(qname, chain);
+        let nh = self.map.hasher().hash_one(qname);
         let mut n = 0;
         for (addr, ttl) in addrs {
             n += 1;
             let key = fingerprint(addr, nh);
             // A repeated answer refreshes the entry instead of taking a second slot.
-            let answers = &entry.answers;
-            let dup = if has_key(&entry.keys, key) {
-                entry.keys.iter().enumerate().position(|(i, k)| {
-                    *k == key && answers.get(i).is_some_and(|a| a.addr == addr && *a.qname == *qname)
-                })
-            } else {
-                None
-            };
+            let arena = &entry.arena;
+            let dup = entry.slots.find(key, |s| {
+                s.addr == addr && (s.rec == rec || Record::at(arena, s.rec).qname() == qname.as_bytes())
+            });
             if let Some(pos) = dup {
-                entry.answers.remove(pos);
-                entry.keys.remove(pos);
-            } else if entry.answers.len() >= self.cfg.max_per_client {
-                entry.answers.pop_front();
-                entry.keys.pop_front();
+                entry.slots.remove(pos);
+            } else if entry.slots.len() >= self.cfg.max_per_client {
+                entry.slots.pop_front();
                 self.evicted_answers.fetch_add(1, Ordering::Relaxed);
             }
-            entry.keys.push_back(key);
-            entry.answers.push_back(CachedAnswer {
+            let hot = Hot {
                 ts,
-                addr,
-                qname: qname.clone(),
-                cname_chain: chain.clone(),
-                resolver,
-                ttl,
-            });
+                v4: match addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                },
+            };
+            entry.slots.push_back(key, hot, Cold { rec, ttl, addr, resolver }, self.cfg.max_per_client);
         }
         n
     }
 
     /// Calls `f` for each answer `client` received within the window before `now`, oldest
     /// first.
-    pub fn lookup(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&CachedAnswer)) {
+    pub fn lookup(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&AnswerRef<'_>)) {
+        self.scan(client, now, |c| f(&c.answer()))
+    }
+
+    /// `lookup` for a caller that needs only the time and the IPv4 address of most answers:
+    /// the rest of each is read from memory only if `Candidate::answer` asks for it.
+    pub fn scan(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&Candidate<'_>)) {
         if let Some(entry) = self.map.get(&client) {
-            for a in entry.answers.iter() {
-                if a.ts <= now && now - a.ts <= self.cfg.window {
-                    f(a);
+            for (hot, cold) in entry.slots.iter() {
+                if hot.ts <= now && now - hot.ts <= self.cfg.window {
+                    f(&Candidate { ts: hot.ts, v4: hot.v4, cold, entry: &entry });
                 }
             }
         }
@@ -205,11 +451,10 @@ impl AnswerCache {
             if !mine(*k) {
                 return true;
             }
-            while e.answers.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
-                e.answers.pop_front();
-                e.keys.pop_front();
+            while e.slots.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
+                e.slots.pop_front();
             }
-            let keep = !e.answers.is_empty();
+            let keep = !e.slots.is_empty();
             gone += u64::from(!keep);
             keep
         });
@@ -256,7 +501,7 @@ impl AnswerCache {
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             clients: self.map.len() as u64,
-            answers: self.map.iter().map(|e| e.answers.len() as u64).sum(),
+            answers: self.map.iter().map(|e| e.slots.len() as u64).sum(),
             evicted_answers: self.evicted_answers.load(Ordering::Relaxed),
             evicted_clients: self.evicted_clients.load(Ordering::Relaxed),
             expired_clients: self.expired_clients.load(Ordering::Relaxed),
@@ -265,8 +510,11 @@ impl AnswerCache {
 
     /// Every client with its answers, sorted, for tests and the end-of-run dump.
     pub fn snapshot(&self) -> Vec<(IpAddr, Vec<CachedAnswer>)> {
-        let mut v: Vec<_> =
-            self.map.iter().map(|e| (*e.key(), e.answers.iter().cloned().collect())).collect();
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (*e.key(), e.slots.iter().map(|(h, c)| e.view(h.ts, c).to_answer()).collect()))
+            .collect();
         v.sort_by_key(|a| a.0);
         v
     }
@@ -276,6 +524,7 @@ impl AnswerCache {
 mod tests {
     use super::*;
     use crate::dns::{Question, Record};
+    use std::collections::VecDeque;
     use std::net::Ipv4Addr;
 
     fn response(name: &str, addrs: &[[u8; 4]]) -> DnsMessage {
@@ -397,5 +646,273 @@ mod tests {
         // The newest client survives; the oldest is gone.
         assert!(c.snapshot().iter().any(|(k, _)| *k == IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 19_999))));
         assert!(!c.snapshot().iter().any(|(k, _)| *k == ip("10.0.0.0")));
+    }
+
+    /// A response with CNAME records (`rtype` 5) before mixed A and AAAA answers.
+    fn full_response(name: &str, chain: &[&str], addrs: &[IpAddr], ttl: u32) -> DnsMessage {
+        let cnames = chain.iter().map(|c| Record {
+            name: name.into(),
+            rtype: crate::dns::rtype::CNAME,
+            class: 1,
+            ttl,
+            rdlen: 0,
+            data: RData::Name((*c).into()),
+        });
+        let addrs = addrs.iter().map(|a| Record {
+            name: name.into(),
+            rtype: if a.is_ipv4() { 1 } else { 28 },
+            class: 1,
+            ttl,
+            rdlen: 0,
+            data: match a {
+                IpAddr::V4(a) => RData::A(*a),
+                IpAddr::V6(a) => RData::Aaaa(*a),
+            },
+        });
+        DnsMessage {
+            response: true,
+            questions: vec![Question { name: name.into(), qtype: 1, qclass: 1 }],
+            answers: cnames.chain(addrs).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn lookup_all(c: &AnswerCache, client: IpAddr, now: Nanos) -> Vec<CachedAnswer> {
+        let mut v = vec![];
+        c.lookup(client, now, |a| v.push(a.to_answer()));
+        v
+    }
+
+    #[test]
+    fn long_names_and_chains_come_back_whole() {
+        let c = AnswerCache::new(CacheConfig::default());
+        let client = ip("10.0.0.5");
+        // Longer than any inline buffer would be: escapes make a rendered name up to ~1000.
+        let long = format!("{}.example", "\\255".repeat(240));
+        let chain: Vec<String> = (0..40).map(|i| format!("{}{i}.cdn.example", "x".repeat(200))).collect();
+        let chain_refs: Vec<&str> = chain.iter().map(String::as_str).collect();
+        let addrs = [ip("1.2.3.4"), ip("2001:db8::1")];
+        c.insert(client, ip("8.8.8.8"), S, &full_response(&long, &chain_refs, &addrs, 77));
+        c.insert(client, ip("8.8.4.4"), 2 * S, &full_response("", &[], &[ip("5.6.7.8")], 5));
+        let got = lookup_all(&c, client, 3 * S);
+        assert_eq!(got.len(), 3);
+        for (a, want) in got.iter().zip(addrs) {
+            assert_eq!(a.addr, want);
+            assert_eq!(&*a.qname, long.as_str());
+            assert_eq!(&*a.cname_chain, chain.as_slice());
+            assert_eq!((a.ttl, a.ts, a.resolver), (77, S, ip("8.8.8.8")));
+        }
+        assert_eq!(&*got[2].qname, "");
+        assert!(got[2].cname_chain.is_empty());
+        assert_eq!(c.snapshot()[0].1, got, "snapshot and lookup agree");
+        // The view reads the same names without copying them.
+        c.lookup(client, 3 * S, |a| {
+            if a.addr == addrs[0] {
+                assert_eq!(a.qname.to_string(), long);
+                assert_eq!(a.qname.len(), long.len());
+                assert!(a.cname_chain().eq(chain.iter().map(String::as_str)));
+            }
+        });
+    }
+
+    #[test]
+    fn scan_shows_time_and_ipv4_and_the_rest_on_demand() {
+        let cfg = CacheConfig { window: 10 * S, ..Default::default() };
+        let c = AnswerCache::new(cfg);
+        let client = ip("10.0.0.5");
+        let addrs = [ip("192.0.2.1"), ip("2001:db8::2"), ip("192.0.2.3")];
+        c.insert(client, ip("8.8.8.8"), S, &full_response("old.example", &[], &addrs[..1], 9));
+        c.insert(client, ip("9.9.9.9"), 5 * S, &full_response("new.example", &["c.example"], &addrs[1..], 9));
+        let mut seen = vec![];
+        c.scan(client, 12 * S, |a| seen.push((a.ts, a.v4, a.answer().to_answer())));
+        let got: Vec<_> = seen.iter().map(|(ts, v4, _)| (*ts, *v4)).collect();
+        assert_eq!(
+            got,
+            vec![(5 * S, None), (5 * S, Some(Ipv4Addr::new(192, 0, 2, 3)))],
+            "1 s answer expired"
+        );
+        let whole: Vec<_> = seen.into_iter().map(|(_, _, a)| a).collect();
+        assert_eq!(whole, lookup_all(&c, client, 12 * S));
+        assert_eq!((&*whole[0].qname, whole[0].resolver), ("new.example", ip("9.9.9.9")));
+        let mut n = 0;
+        c.scan(ip("10.0.0.6"), 12 * S, |_| n += 1);
+        c.scan(client, 16 * S, |_| n += 1);
+        assert_eq!(n, 0, "another client; past the window");
+    }
+
+    #[test]
+    fn evicting_an_answer_keeps_the_name_it_shared() {
+        let cfg = CacheConfig { max_per_client: 2, ..Default::default() };
+        let c = AnswerCache::new(cfg);
+        let client = ip("10.0.0.5");
+        let three = [ip("1.1.1.1"), ip("2.2.2.2"), ip("3.3.3.3")];
+        c.insert(client, ip("8.8.8.8"), S, &full_response("shared.example", &["edge.example"], &three, 60));
+        let got = lookup_all(&c, client, S);
+        let names: Vec<_> =
+            got.iter().map(|a| (a.addr, a.qname.to_string(), a.cname_chain.to_vec())).collect();
+        let chain = vec!["edge.example".to_string()];
+        assert_eq!(
+            names,
+            vec![
+                (ip("2.2.2.2"), "shared.example".into(), chain.clone()),
+                (ip("3.3.3.3"), "shared.example".into(), chain.clone()),
+            ]
+        );
+        // Push the others out one at a time: the survivor keeps the shared record.
+        c.insert(client, ip("8.8.8.8"), 2 * S, &full_response("other.example", &[], &[ip("4.4.4.4")], 60));
+        let got = lookup_all(&c, client, 2 * S);
+        assert_eq!((got[0].addr, &*got[0].qname), (ip("3.3.3.3"), "shared.example"));
+        assert_eq!(&*got[0].cname_chain, chain.as_slice());
+        assert_eq!((got[1].addr, &*got[1].qname), (ip("4.4.4.4"), "other.example"));
+        assert_eq!(c.stats().evicted_answers, 2);
+    }
+
+    #[test]
+    fn a_repeated_question_is_stored_once_and_the_arena_stays_bounded() {
+        let cfg = CacheConfig { max_per_client: 8, ..Default::default() };
+        let c = AnswerCache::new(cfg);
+        let client = ip("10.0.0.5");
+        let arena_len = |c: &AnswerCache| c.map.get(&client).map_or(0, |e| e.arena.len());
+        c.insert(client, ip("8.8.8.8"), S, &response("same.example", &[[1, 1, 1, 1]]));
+        let one = arena_len(&c);
+        for i in 0..100u8 {
+            c.insert(client, ip("8.8.8.8"), S, &response("same.example", &[[1, 1, 1, i]]));
+        }
+        assert_eq!(arena_len(&c), one, "the same question again adds no record");
+        // Alternating names defeat that; compaction keeps the arena near what is live.
+        for i in 0..10_000u32 {
+            let name = format!("{}.example", ["a", "b", "c"][i as usize % 3]);
+            c.insert(client, ip("8.8.8.8"), S, &response(&name, &[[9, 9, 9, (i % 4) as u8]]));
+            assert!(arena_len(&c) <= 2 * MIN_ARENA, "arena grew to {}", arena_len(&c));
+        }
+        let got = lookup_all(&c, client, S);
+        assert_eq!(got.len(), 8);
+        // The last twelve responses left 9.9.9.0..=3 under the last name that gave each.
+        let want: Vec<(IpAddr, String)> = (9_988..10_000u32)
+            .map(|i| {
+                (
+                    IpAddr::from([9, 9, 9, (i % 4) as u8]),
+                    format!("{}.example", ["a", "b", "c"][i as usize % 3]),
+                )
+            })
+            .collect();
+        let got: Vec<(IpAddr, String)> = got.iter().map(|a| (a.addr, a.qname.to_string())).collect();
+        assert_eq!(&got[4..], &want[8..], "the newest four answers");
+    }
+
+    /// The cache as it was before the arena and the ring: one owned answer per slot in a
+    /// `VecDeque`, a linear duplicate check. Behaviour must not have changed.
+    #[derive(Default)]
+    struct Model {
+        clients: std::collections::BTreeMap<IpAddr, VecDeque<CachedAnswer>>,
+        evicted: u64,
+    }
+
+    impl Model {
+        fn insert(
+            &mut self,
+            cap: usize,
+            client: IpAddr,
+            resolver: IpAddr,
+            ts: Nanos,
+            msg: &DnsMessage,
+        ) -> usize {
+            let addrs: Vec<(IpAddr, u32)> = msg
+                .answers
+                .iter()
+                .filter_map(|r| match r.data {
+                    RData::A(a) => Some((IpAddr::V4(a), r.ttl)),
+                    RData::Aaaa(a) => Some((IpAddr::V6(a), r.ttl)),
+                    _ => None,
+                })
+                .collect();
+            if addrs.is_empty() {
+                return 0;
+            }
+            let qname: Arc<str> = msg.questions.first().map(|q| q.name.as_str()).unwrap_or("").into();
+            let chain: Arc<[String]> = msg
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::Name(n) if r.rtype == crate::dns::rtype::CNAME => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            let answers = self.clients.entry(client).or_default();
+            for &(addr, ttl) in &addrs {
+                if let Some(pos) = answers.iter().position(|a| a.addr == addr && a.qname == qname) {
+                    answers.remove(pos);
+                } else if answers.len() >= cap {
+                    answers.pop_front();
+                    self.evicted += 1;
+                }
+                let (qname, cname_chain) = (qname.clone(), chain.clone());
+                answers.push_back(CachedAnswer { ts, addr, qname, cname_chain, resolver, ttl });
+            }
+            addrs.len()
+        }
+
+        fn expire(&mut self, now: Nanos, window: Nanos) {
+            for answers in self.clients.values_mut() {
+                while answers.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
+                    answers.pop_front();
+                }
+            }
+            self.clients.retain(|_, a| !a.is_empty());
+        }
+    }
+
+    #[test]
+    fn behaves_like_the_plain_deque_it_replaced() {
+        // xorshift: a fixed, dependency-free sequence.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for cap in [1usize, 3, 8, 13] {
+            let cfg = CacheConfig { max_per_client: cap, window: 50 * S, ..Default::default() };
+            let c = AnswerCache::new(cfg);
+            let mut m = Model::default();
+            let mut ts = S;
+            for step in 0..6_000 {
+                ts += next(3) * S / 2;
+                let client = IpAddr::from([10, 0, 0, next(3) as u8]);
+                if next(40) == 0 {
+                    c.expire(ts);
+                    m.expire(ts, 50 * S);
+                    continue;
+                }
+                // Few names and addresses, so that repeats, shared records and evictions
+                // of every kind happen; names long enough to force compactions.
+                let name = format!("{}{}.example", "n".repeat(next(3) as usize * 30), next(4));
+                let chain: Vec<String> = (0..next(3)).map(|k| format!("c{k}.{}.cdn", next(2))).collect();
+                let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+                let addrs: Vec<IpAddr> = (0..next(4))
+                    .map(|_| match next(5) {
+                        0 => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, next(4) as u16]),
+                        _ => IpAddr::from([192, 0, 2, next(12) as u8]),
+                    })
+                    .collect();
+                let resolver = IpAddr::from([8, 8, 8, next(2) as u8]);
+                let msg = full_response(&name, &chain, &addrs, next(1000) as u32);
+                assert_eq!(c.insert(client, resolver, ts, &msg), m.insert(cap, client, resolver, ts, &msg));
+                if step % 7 == 0 {
+                    let want: Vec<_> =
+                        m.clients.iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect();
+                    assert_eq!(c.snapshot(), want, "cap {cap}, step {step}");
+                    let now = ts + next(60) * S;
+                    for (client, answers) in &m.clients {
+                        let want: Vec<_> =
+                            answers.iter().filter(|a| a.ts <= now && now - a.ts <= 50 * S).cloned().collect();
+                        assert_eq!(lookup_all(&c, *client, now), want, "cap {cap}, step {step}");
+                    }
+                }
+            }
+            assert_eq!(c.stats().evicted_answers, m.evicted);
+            assert_eq!(c.stats().answers, m.clients.values().map(|a| a.len() as u64).sum::<u64>());
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! address the client was just given.
 //!
 //! On each SYN from client C to (D, P) the detector reads the answers C received within the
-//! window (`AnswerCache::lookup`, oldest first) and, for every IPv4 answer A and every
+//! window (`AnswerCache::scan`, oldest first) and, for every IPv4 answer A and every
 //! enabled formula F (config order), flags F(A) == P. This is the behaviour of APT12's
 //! backdoors (FireEye, 2014: port = o1*o2 + o3 of the resolved C2 address), MITRE's DET0262,
 //! and Elastic's "Connection to Commonly Abused Port via DNS Calculation" rule.
@@ -227,20 +227,20 @@ impl CalcDetector {
         scratch.clear();
         let mut in_window = 0u64;
         let mut trusted = 0u64;
-        cache.lookup(syn.src, syn.ts, |a| {
+        cache.scan(syn.src, syn.ts, |a| {
             if syn.ts.saturating_sub(a.ts) > cfg.window {
                 return;
             }
             in_window += 1;
-            if cfg.ignore_trusted_resolvers && cfg.trusted_resolvers.contains(a.resolver) {
+            if cfg.ignore_trusted_resolvers && cfg.trusted_resolvers.contains(a.answer().resolver) {
                 trusted += 1;
                 return;
             }
-            let IpAddr::V4(v4) = a.addr else { return };
+            let Some(v4) = a.v4 else { return };
             let octets = v4.octets();
             for (i, f) in cfg.formulas.iter().enumerate() {
                 if f.eval(octets) == Some(syn.dport) {
-                    scratch.push((a.clone(), i));
+                    scratch.push((a.answer().to_answer(), i));
                 }
             }
         });

@@ -236,12 +236,19 @@ impl Formula {
     }
 
     /// The raw value, before the port range check.
+    // Inline: the DNS Calculation check runs every formula over every cached answer of
+    // the client at each SYN, and the fast forms are a few instructions, less than a call.
+    #[inline]
     pub fn eval_i64(&self, o: [u8; 4]) -> Option<i64> {
         match self.fast {
-            Some(Fast::MulAdd(a, b, c)) => return src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o)),
-            Some(Fast::MulSum(a, b, c)) => return src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?),
-            None => {}
+            Some(Fast::MulAdd(a, b, c)) => src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o)),
+            Some(Fast::MulSum(a, b, c)) => src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?),
+            None => self.eval_program(o),
         }
+    }
+
+    #[inline(never)]
+    fn eval_program(&self, o: [u8; 4]) -> Option<i64> {
         // Zeroing the full stack would cost more than running a typical program, so the
         // common small formulas get a small one.
         if self.need <= SMALL_STACK {
