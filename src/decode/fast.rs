@@ -20,7 +20,7 @@ fn be16(b: [u8; 2]) -> u16 {
 
 /// A UDP or TCP packet over IPv4 or IPv6, starting at its IP header; `None` for anything
 /// this does not cover.
-#[inline]
+#[inline(always)]
 pub fn packet(ip: &[u8]) -> Option<Packet<'_>> {
     let (src, dst, proto, l4) = match ip.first()? >> 4 {
         4 => ipv4(ip)?,
@@ -36,7 +36,7 @@ pub fn packet(ip: &[u8]) -> Option<Packet<'_>> {
 
 /// Addresses, protocol and the transport bytes (cut at the total length, which drops any
 /// Ethernet padding).
-#[inline]
+#[inline(always)]
 fn ipv4(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
     let h: &[u8; 20] = ip.first_chunk()?;
     let header_len = usize::from(h[0] & 0x0f) * 4;
@@ -54,7 +54,7 @@ fn ipv4(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
 /// Only a next header of UDP or TCP comes through: an extension header (hop-by-hop,
 /// routing, fragment, ...) leaves it to etherparse, and so does a payload length of zero
 /// (a jumbogram, or nothing at all).
-#[inline]
+#[inline(always)]
 fn ipv6(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
     let h: &[u8; 40] = ip.first_chunk()?;
     let payload_len = usize::from(be16([h[4], h[5]]));
@@ -68,7 +68,7 @@ fn ipv6(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
 }
 
 /// The UDP length field bounds the payload; zero means "the rest" (as etherparse reads it).
-#[inline]
+#[inline(always)]
 fn udp(src: IpAddr, dst: IpAddr, l4: &[u8]) -> Option<Packet<'_>> {
     let h: &[u8; 8] = l4.first_chunk()?;
     let len = usize::from(be16([h[4], h[5]]));
@@ -87,7 +87,7 @@ fn udp(src: IpAddr, dst: IpAddr, l4: &[u8]) -> Option<Packet<'_>> {
     })
 }
 
-#[inline]
+#[inline(always)]
 fn tcp(src: IpAddr, dst: IpAddr, l4: &[u8]) -> Option<Packet<'_>> {
     let h: &[u8; 20] = l4.first_chunk()?;
     let header_len = usize::from(h[12] >> 4) * 4;
