@@ -20,7 +20,7 @@ use crate::cache::{AnswerCache, CacheStats};
 use crate::capture::{self, CaptureError, RawPacket};
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, DefragConfig, Defragmenter};
-use crate::decode::{self, Decoded, Proto};
+use crate::decode::{self, Decoded, Network, Proto};
 use crate::detect::calc::{CalcDetector, CalcStats};
 use crate::detect::lists::Lists;
 use crate::detect::tunnel::{TunnelDetector, TunnelStats};
@@ -505,18 +505,38 @@ impl Dispatcher {
         self.last_ts = Some(p.ts);
         // Captures merged from several interfaces can step back in time; the clock never does.
         self.clock = self.clock.max(p.ts);
-        match decode::decode(p.linktype, p.data) {
-            Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
+        // `decode::decode`, with the fast path's packets going straight to `classify`
+        // rather than through a `Decoded`.
+        match decode::strip_link(p.linktype, p.data) {
+            Ok(Network::Ip(ip)) => match decode::fast::packet(ip) {
+                Some(pk) => self.classify(seq, p.ts, &pk),
+                None => self.slow_path(seq, p.ts, ip),
+            },
+            Ok(Network::Other) => self.stats.not_ip += 1,
+            Err(e) => self.stats.malformed(e),
+        }
+        self.in_batch += 1;
+        if self.in_batch >= self.batch_packets {
+            self.flush(false);
+        }
+    }
+
+    /// An IP packet the fast path left to etherparse: fragments, extension headers, other
+    /// protocols, malformed headers. Kept out of line so that `packet` stays small.
+    #[inline(never)]
+    fn slow_path(&mut self, seq: u64, ts: Nanos, ip: &[u8]) {
+        match decode::decode_ip_sliced(ip) {
+            Ok(Decoded::Packet(pk)) => self.classify(seq, ts, &pk),
             Ok(Decoded::Fragment(ip)) => {
                 self.stats.fragments += 1;
                 // Only the first fragment has the UDP header: DNS answers too big for one
                 // packet (DNSSEC, long TXT/NULL) exist only after reassembly.
-                if let Defrag::Complete(d) = self.defrag.process(p.ts, ip) {
+                if let Defrag::Complete(d) = self.defrag.process(ts, ip) {
                     let mut whole = std::mem::take(&mut self.whole);
                     whole.clear();
                     whole.extend_from_slice(d);
                     match decode::decode_ip(&whole) {
-                        Ok(Decoded::Packet(pk)) => self.classify(seq, p.ts, &pk),
+                        Ok(Decoded::Packet(pk)) => self.classify(seq, ts, &pk),
                         Ok(_) => self.stats.other_ip += 1,
                         Err(e) => self.stats.malformed(e),
                     }
@@ -526,10 +546,6 @@ impl Dispatcher {
             Ok(Decoded::OtherIp) => self.stats.other_ip += 1,
             Ok(Decoded::NotIp) => self.stats.not_ip += 1,
             Err(e) => self.stats.malformed(e),
-        }
-        self.in_batch += 1;
-        if self.in_batch >= self.batch_packets {
-            self.flush(false);
         }
     }
 
@@ -548,6 +564,7 @@ impl Dispatcher {
         }
     }
 
+    #[inline(always)]
     fn classify(&mut self, seq: u64, ts: Nanos, pk: &decode::Packet<'_>) {
         self.stats.decoded += 1;
         match pk.proto {

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use portent::capture::{read_file, RawPacket};
 use portent::config::Config;
-use portent::decode::LinkType;
+use portent::decode::{decode_ip_sliced, fast, strip_link, Decoded, LinkType, Network};
 use portent::output::Sink;
 use portent::pipeline::{Engine, Outputs, Progress};
 use std::path::{Path, PathBuf};
@@ -82,13 +82,22 @@ fn pipeline(packets: &[Pkt], dir: &Path, tag: &str) -> (Vec<String>, Vec<String>
     (read(&alerts), read(&dns))
 }
 
+/// The shared captures: `PORTENT_SHARED_CAPTURES` names them where the checkout is not beside
+/// them (a git worktree elsewhere).
+fn shared_dir() -> Option<PathBuf> {
+    match std::env::var_os("PORTENT_SHARED_CAPTURES") {
+        Some(d) => Some(PathBuf::from(d)),
+        None => shared_captures(),
+    }
+}
+
 fn captures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(project_capture(""))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
-    if let Some(dir) = shared_captures() {
+    if let Some(dir) = shared_dir() {
         for (file, _) in shared_labels(&dir) {
             v.push(dir.join(file));
         }
@@ -148,4 +157,30 @@ fn pcap_parser_and_libpcap_read_the_same_packets_and_raise_the_same_alerts() {
     );
     assert!(compared >= 5, "the project's own captures at least");
     assert!(alerts > 0, "some capture must alert, or the alert comparison checked nothing");
+}
+
+/// The hand-written IP/UDP/TCP fast path against etherparse on every packet of every capture:
+/// wherever the fast path answers, etherparse must give the same packet.
+#[test]
+fn the_decode_fast_path_agrees_with_etherparse_on_every_captured_packet() {
+    let (mut packets, mut fast_answers) = (0u64, 0u64);
+    for path in captures() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let mut i = 0u64;
+        let _ = read_file(
+            &path,
+            |pk| {
+                i += 1;
+                let Ok(Network::Ip(ip)) = strip_link(pk.linktype, pk.data) else { return };
+                if let Some(p) = fast::packet(ip) {
+                    fast_answers += 1;
+                    assert_eq!(decode_ip_sliced(ip), Ok(Decoded::Packet(p)), "{name}: packet {i}");
+                }
+            },
+            |_| {},
+        );
+        packets += i;
+    }
+    eprintln!("{packets} packets, {fast_answers} answered by the fast path and checked");
+    assert!(fast_answers > packets / 2, "{fast_answers} of {packets}");
 }

@@ -72,11 +72,17 @@ fn rest(b: &[u8], at: usize) -> Result<&[u8], DecodeError> {
 }
 
 /// Strips the link header(s) of `frame`.
+#[inline]
 pub fn strip_link(linktype: LinkType, frame: &[u8]) -> Result<Network<'_>, DecodeError> {
     match linktype.0 {
         1 => {
             let ty = be16(frame, 12)?;
-            by_ether_type(ty, rest(frame, 14)?)
+            let payload = rest(frame, 14)?;
+            // Untagged IP, nearly every frame: no call into the loop for it.
+            if ty == ETH_IPV4 || ty == ETH_IPV6 {
+                return Ok(Network::Ip(payload));
+            }
+            by_ether_type(ty, payload)
         }
         12 | 14 | 101 => by_version(frame),
         228 | 229 => by_version(frame),
