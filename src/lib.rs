@@ -23,6 +23,9 @@ pub mod report;
 pub mod stats;
 pub mod time;
 
+#[cfg(test)]
+mod testutil;
+
 /// Hasher for every per-packet map (answer cache, transactions, dedup, TCP streams, tunnel
 /// groups). Their keys are chosen by whoever sends the packets, so a fixed fast hash would
 /// invite collision floods; foldhash with a per-process random seed keeps that protection at

@@ -228,19 +228,7 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift: the same packets on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::testutil::Rng;
 
     /// An IP packet of a random common shape, lengths all consistent: IPv4 with 0-40 bytes
     /// of options or IPv6 with an occasional extension header, UDP or TCP (with options)

@@ -1,5 +1,6 @@
 use super::*;
 use crate::dns::{DnsMessage, Question, RData, Record};
+use crate::testutil::Rng;
 use serde_json::json;
 
 const SEC: Nanos = NANOS_PER_SEC;
@@ -28,20 +29,6 @@ fn response(name: &str, qtype: u16, rcode: u16, answers: &[(u16, u16)]) -> DnsMe
 fn feed(det: &mut TunnelDetector, ts: Nanos, client: &str, msg: &DnsMessage, out: &mut Vec<Alert>) {
     let ev = DnsEvent { ts, client: ip(client), server: ip("192.0.2.53"), msg, wire_len: 100 };
     det.on_dns(&ev, out);
-}
-
-/// Deterministic xorshift for made-up payloads.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn text(&mut self, alphabet: &[u8], n: usize) -> String {
-        (0..n).map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char).collect()
-    }
 }
 
 const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
