@@ -55,9 +55,11 @@
 //! seen group is evicted (counted). The lookup is one probe of a table of slot numbers keyed
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and hashes in arrays beside the slab: at the cap every message used to chase a
-//! per-client map, a boxed key and two neighbours' links through cold memory. Each group is a fixed-size record plus
-//! at most `features::PREV_CAP` bytes of previous name, one `String` example and a
-//! 128-byte Bloom filter of name fingerprints. `expire` drops groups idle for a horizon.
+//! per-client map, a boxed key and two neighbours' links through cold memory. Each group is
+//! a fixed-size record (its domain inline up to 46 bytes) plus at most `features::PREV_CAP`
+//! bytes of previous name, one `String` example and a 128-byte Bloom filter of name
+//! fingerprints; beside it 12 bytes of hash and links and an index entry. `expire` drops
+//! groups idle for a horizon.
 
 pub mod domain;
 pub mod features;
