@@ -29,7 +29,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,26 @@ fn tools() -> Option<PathBuf> {
     Some(t)
 }
 
+/// A free port below the kernel's ephemeral range. The proxy closes and reopens its
+/// listener, and a broker is restarted on its port; a port from the ephemeral range (what
+/// binding port 0 returns) can meanwhile become the source port of some outgoing connection,
+/// and the re-bind then fails with AddrInUse (seen once in CI). The kernel never hands out
+/// ports below the range on its own.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|l| l.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let first = 10_000 + (std::process::id() % 5_000) as u16 * 3;
+    let _ = NEXT.compare_exchange(0, first, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < low, "no free port below the ephemeral range ({low})");
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 fn wait_listening(port: u16) {
