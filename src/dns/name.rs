@@ -43,59 +43,34 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), NameError>
 /// `read_name`, appending the text to `out` (which the caller may be reusing: the parser
 /// recycles the strings of messages it has finished with). On error `out` is unchanged.
 pub fn read_name_into(msg: &[u8], start: usize, out: &mut String) -> Result<usize, NameError> {
-    // Render on the stack, then copy once. Most names fit the small buffer (zeroing the
-    // full-size one on every call costs more than the rare retry).
-    let mut small = [0u8; SMALL_TEXT];
-    match render::<true>(msg, start, &mut small) {
-        Ok((len, end)) => {
-            out.push_str(small.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
-            Ok(end)
-        }
-        Err(Overflow::Buffer) => {
-            let mut full = [0u8; MAX_NAME_TEXT];
-            let (len, end) = render::<true>(msg, start, &mut full).map_err(Overflow::into_name)?;
-            out.push_str(full.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
-            Ok(end)
-        }
-        Err(Overflow::Name(e)) => Err(e),
-    }
+    read_name_with(msg, start, out, &mut [0u8; TEXT_BUF])
 }
 
-/// Text length that covers nearly all real names without escapes.
-const SMALL_TEXT: usize = 256;
+/// Size of the buffer `read_name_with` renders into: the longest text, plus room for the
+/// 8-octet store that writes a label's last octets.
+pub const TEXT_BUF: usize = MAX_NAME_TEXT + 8;
+
+/// `read_name_into`, rendering in `buf` (at least `TEXT_BUF` long, else names too long for
+/// it fail with `TooLong`): the parser keeps one for all its names, so no buffer is zeroed
+/// per name.
+pub fn read_name_with(msg: &[u8], start: usize, out: &mut String, buf: &mut [u8]) -> Result<usize, NameError> {
+    let (len, end) = render::<true>(msg, start, buf)?;
+    // Always ASCII (plain labels are 0x21..=0x7e, the rest is escaped), so this never fails;
+    // validating once per name is the price of no `unsafe`.
+    out.push_str(buf.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
+    Ok(end)
+}
 
 /// Checks the name at `start` exactly as `read_name_into` would, without rendering it, and
 /// returns where it ends: for names nobody will read (answer owners when no DNS log is
 /// written), which were a third of all name rendering.
 pub fn check_name(msg: &[u8], start: usize) -> Result<usize, NameError> {
-    render::<false>(msg, start, &mut []).map(|(_, end)| end).map_err(Overflow::into_name)
-}
-
-/// `render` failed on the name, or only on the size of the text buffer it was given.
-enum Overflow {
-    Name(NameError),
-    Buffer,
-}
-
-impl Overflow {
-    fn into_name(self) -> NameError {
-        match self {
-            Overflow::Name(e) => e,
-            // The full-size buffer holds any name within MAX_NAME_WIRE.
-            Overflow::Buffer => NameError::TooLong,
-        }
-    }
-}
-
-impl From<NameError> for Overflow {
-    fn from(e: NameError) -> Self {
-        Overflow::Name(e)
-    }
+    render::<false>(msg, start, &mut []).map(|(_, end)| end)
 }
 
 /// Walks the name at `start`, checking it, and (when `WRITE`) renders it into `text`.
 /// Returns the text length (0 when not writing) and where the name ends in the message.
-fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Result<(usize, usize), Overflow> {
+fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Result<(usize, usize), NameError> {
     let mut n = 0usize;
     let mut pos = start;
     // Pointers must land strictly before the start of the piece being read; each jump lowers
@@ -111,31 +86,34 @@ fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Resul
                 let len = usize::from(b);
                 wire += len + 1;
                 if wire > MAX_NAME_WIRE {
-                    return Err(NameError::TooLong.into());
+                    return Err(NameError::TooLong);
                 }
                 if len == 0 {
                     if WRITE && n == 0 {
-                        *text.get_mut(0).ok_or(Overflow::Buffer)? = b'.';
+                        *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
                         n = 1;
                     }
                     return Ok((n, end.unwrap_or(pos + 1)));
                 }
-                let label = msg.get(pos + 1..pos + 1 + len).ok_or(NameError::Short)?;
+                let label_end = pos + 1 + len;
+                if label_end > msg.len() {
+                    return Err(NameError::Short);
+                }
                 if WRITE {
                     if n != 0 {
-                        *text.get_mut(n).ok_or(Overflow::Buffer)? = b'.';
+                        *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
                         n += 1;
                     }
-                    n = write_label(text, n, label).ok_or(Overflow::Buffer)?;
+                    n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
                 }
-                pos += 1 + len;
+                pos = label_end;
             }
             0xC0 => {
                 let lo = *msg.get(pos + 1).ok_or(NameError::Short)?;
                 let target = usize::from(b & 0x3F) << 8 | usize::from(lo);
                 hops += 1;
                 if target >= limit || hops > MAX_PTR_HOPS {
-                    return Err(NameError::BadPointer.into());
+                    return Err(NameError::BadPointer);
                 }
                 if end.is_none() {
                     end = Some(pos + 2);
@@ -143,18 +121,50 @@ fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Resul
                 limit = target;
                 pos = target;
             }
-            _ => return Err(NameError::BadLabelType.into()),
+            _ => return Err(NameError::BadLabelType),
         }
     }
 }
 
-/// Writes `label` escaped at `text[n..]`, returns the new length, or `None` if `text` is too
-/// small (never for a `MAX_NAME_TEXT` buffer: the wire cap bounds the text).
-fn write_label(text: &mut [u8], n: usize, label: &[u8]) -> Option<usize> {
-    if !label.iter().any(|&c| needs_escape(c)) {
-        text.get_mut(n..n + label.len())?.copy_from_slice(label);
-        return Some(n + label.len());
+/// Writes the label `msg[label_end - len..label_end]` escaped at `text[n..]` and returns
+/// the new length, or `None` if `text` is too small (never for a `TEXT_BUF` buffer: the
+/// wire cap bounds the text).
+///
+/// Labels are checked and copied eight octets at a time. The last 1..=7 octets come from the
+/// eight that end the label (only a pointer into the 12-octet header can put a label's end
+/// before offset 8; such a label goes octet by octet), and are written as one 8-octet store:
+/// `text` past the returned length is scratch, overwritten by the next label or unused.
+fn write_label(text: &mut [u8], n: usize, msg: &[u8], label_end: usize, len: usize) -> Option<usize> {
+    let label = msg.get(label_end.checked_sub(len)?..label_end)?;
+    let mut chunks = label.chunks_exact(8);
+    let mut at = n;
+    for c in chunks.by_ref() {
+        let c: [u8; 8] = c.try_into().ok()?;
+        if escapes(u64::from_le_bytes(c)) != 0 {
+            return write_escaped(text, n, label);
+        }
+        text.get_mut(at..at + 8)?.copy_from_slice(&c);
+        at += 8;
     }
+    let r = chunks.remainder().len();
+    if r == 0 {
+        return Some(at);
+    }
+    let Some(last) = label_end.checked_sub(8).and_then(|s| msg.get(s..label_end)) else {
+        return write_escaped(text, n, label);
+    };
+    let x = u64::from_le_bytes(last.try_into().ok()?);
+    // Little-endian: the label's last r octets are the top r octets of `x`.
+    let drop = 8 * (8 - r) as u32;
+    if escapes(x) >> drop != 0 {
+        return write_escaped(text, n, label);
+    }
+    text.get_mut(at..at + 8)?.copy_from_slice(&(x >> drop).to_le_bytes());
+    Some(at + r)
+}
+
+/// `write_label` octet by octet, for labels with something to escape.
+fn write_escaped(text: &mut [u8], n: usize, label: &[u8]) -> Option<usize> {
     let mut n = n;
     for &c in label {
         if needs_escape(c) {
@@ -166,6 +176,30 @@ fn write_label(text: &mut [u8], n: usize, label: &[u8]) -> Option<usize> {
         }
     }
     Some(n)
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// `needs_escape` on the eight octets of `x` at once: the high bit of each octet of the
+/// result is set where that octet needs escaping, every other bit is clear. Each test works
+/// on the low seven bits plus a constant that cannot carry out of the octet, so octets do
+/// not disturb each other.
+fn escapes(x: u64) -> u64 {
+    let low = x & LOW7;
+    // >= 0x7f: the high bit, or the low seven all ones.
+    let high = (low + ONES) | x;
+    // < 0x21: high bit clear and the low seven below 0x21.
+    let control = !((low + ONES * 0x5f) | x);
+    let dot = zero_octets(x ^ ONES * u64::from(b'.'));
+    let backslash = zero_octets(x ^ ONES * u64::from(b'\\'));
+    (high | control | dot | backslash) & HIGH
+}
+
+/// High bit set in each octet of `x` that is zero (plus garbage in the low bits).
+fn zero_octets(x: u64) -> u64 {
+    !(((x & LOW7) + LOW7) | x)
 }
 
 fn escape(c: u8) -> [u8; 4] {
@@ -233,6 +267,7 @@ fn needs_escape(c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
 
     fn check(msg: &[u8], start: usize, expect: Result<(&str, usize), NameError>) {
         let got = read_name(msg, start);
@@ -284,6 +319,142 @@ mod tests {
         m.insert(254, 0);
         assert_eq!(read_name(&m, 0), Err(NameError::TooLong));
         assert_eq!(skip_name(&m, 0), Err(NameError::TooLong));
+    }
+
+    /// The renderer before labels went eight octets at a time: octet by octet, growing a
+    /// `String`. The reference the fast path must match exactly.
+    fn reference(msg: &[u8], start: usize) -> Result<(String, usize), NameError> {
+        let mut s = String::new();
+        let (mut pos, mut limit, mut end, mut wire, mut hops) = (start, start, None, 0usize, 0usize);
+        loop {
+            let b = *msg.get(pos).ok_or(NameError::Short)?;
+            match b & 0xC0 {
+                0x00 => {
+                    let len = usize::from(b);
+                    wire += len + 1;
+                    if wire > MAX_NAME_WIRE {
+                        return Err(NameError::TooLong);
+                    }
+                    if len == 0 {
+                        if s.is_empty() {
+                            s.push('.');
+                        }
+                        return Ok((s, end.unwrap_or(pos + 1)));
+                    }
+                    let label = msg.get(pos + 1..pos + 1 + len).ok_or(NameError::Short)?;
+                    if !s.is_empty() {
+                        s.push('.');
+                    }
+                    for &c in label {
+                        if needs_escape(c) {
+                            s.push_str(&format!("\\{c:03}"));
+                        } else {
+                            s.push(char::from(c));
+                        }
+                    }
+                    pos += 1 + len;
+                }
+                0xC0 => {
+                    let lo = *msg.get(pos + 1).ok_or(NameError::Short)?;
+                    let target = usize::from(b & 0x3F) << 8 | usize::from(lo);
+                    hops += 1;
+                    if target >= limit || hops > MAX_PTR_HOPS {
+                        return Err(NameError::BadPointer);
+                    }
+                    end.get_or_insert(pos + 2);
+                    limit = target;
+                    pos = target;
+                }
+                _ => return Err(NameError::BadLabelType),
+            }
+        }
+    }
+
+    /// A label of `len` octets: mostly hostname characters, sometimes anything.
+    fn label(rng: &mut Rng, len: usize) -> Vec<u8> {
+        let wild = rng.below(4) == 0;
+        (0..len)
+            .map(|_| match rng.below(if wild { 8 } else { 200 }) {
+                0 => [b'.', b'\\', b' ', 0x7f, 0x80, 0xff, 0x20, 0x21, 0x7e, 0][rng.below(10)],
+                1 => rng.next() as u8,
+                _ => b"abcdefghijklmnopqrstuvwxyz0123456789-_"[rng.below(38)],
+            })
+            .collect()
+    }
+
+    /// Messages made of labels of every length, roots and pointers (backwards, forwards,
+    /// into the header, in chains), cut anywhere, read from every offset.
+    #[test]
+    fn fast_renderer_matches_reference() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut names = 0;
+        for _ in 0..10_000 {
+            let mut m: Vec<u8> = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
+            while m.len() < 300 + rng.below(400) {
+                match rng.below(10) {
+                    0 | 3 => m.push(0),
+                    1 if !m.is_empty() => {
+                        let to = rng.below(m.len() + 4);
+                        m.extend([0xC0 | (to >> 8) as u8, to as u8]);
+                    }
+                    2 => m.push([0x40, 0x80][rng.below(2)] | rng.next() as u8 & 0x3f),
+                    _ => {
+                        let len = if rng.below(3) == 0 { 1 + rng.below(63) } else { 1 + rng.below(12) };
+                        m.push(len as u8);
+                        m.extend(label(&mut rng, len));
+                    }
+                }
+            }
+            m.truncate(m.len() - rng.below(8));
+            let mut buf = vec![0u8; TEXT_BUF];
+            for start in 0..m.len() {
+                let want = reference(&m, start);
+                names += usize::from(want.is_ok());
+                let mut out = String::from("keep:");
+                let got = read_name_with(&m, start, &mut out, &mut buf).map(|end| (out.clone(), end));
+                let want_out = want.clone().map(|(s, end)| (format!("keep:{s}"), end));
+                assert_eq!(got, want_out, "{m:02x?} at {start}");
+                if got.is_err() {
+                    assert_eq!(out, "keep:");
+                }
+                assert_eq!(check_name(&m, start), want.map(|(_, end)| end));
+            }
+        }
+        // Most starts are not names; enough are for the comparison to mean something.
+        assert!(names > 200_000, "{names}");
+    }
+
+    #[test]
+    fn escapes_matches_needs_escape_per_octet() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for i in 0..200_000u32 {
+            let mut x = rng.next().to_le_bytes();
+            // Every octet value at every position, beside random neighbours.
+            x[(i % 8) as usize] = (i / 8 % 256) as u8;
+            let got = escapes(u64::from_le_bytes(x)).to_le_bytes();
+            for (o, c) in got.iter().zip(x) {
+                assert_eq!(*o, if needs_escape(c) { 0x80 } else { 0 }, "{x:02x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_labels_and_tails() {
+        // Every label length, plain and with one escaped octet at every place.
+        for len in 1..=63usize {
+            for bad in std::iter::once(None).chain((0..len).map(Some)) {
+                let mut m = vec![0u8; 12];
+                let mut l: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                if let Some(b) = bad {
+                    l[b] = b'.';
+                }
+                m.push(len as u8);
+                m.extend(&l);
+                m.extend(b"\x03com\x00");
+                let (s, end) = read_name(&m, 12).unwrap();
+                assert_eq!(Ok((s, end)), reference(&m, 12));
+            }
+        }
     }
 
     #[test]

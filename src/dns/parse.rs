@@ -11,7 +11,7 @@
 //! `RData::Other` with `BadRdata`, and a message that ends cleanly before its counts say
 //! gets `CountMismatch`.
 
-use super::name::{check_name, read_name_into, skip_name, NameError};
+use super::name::{check_name, read_name_with, skip_name, NameError, TEXT_BUF};
 use super::{rtype, Anomaly, DnsMessage, Question, RData, Record};
 use domain::base::Message;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -64,7 +64,7 @@ impl From<NameError> for ParseError {
 
 /// Decodes one DNS message (without the TCP length prefix).
 pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
-    parse_message_reusing(buf, &mut Spare::default())
+    parse_with(buf, &mut Spare::default(), &mut [0u8; TEXT_BUF])
 }
 
 /// Strings and vectors of messages the caller has finished with, handed back through
@@ -80,6 +80,9 @@ pub struct Spare {
     strings: Vec<String>,
     questions: Vec<Question>,
     answers: Vec<Record>,
+    /// Where names are rendered before being copied into their strings (`TEXT_BUF` long
+    /// once used): zeroed once, not per name.
+    text: Vec<u8>,
 }
 
 /// Enough for the names of a few messages; more would only hold memory.
@@ -132,6 +135,17 @@ impl Spare {
 
 /// `parse_message`, taking names and vectors from `spare` before allocating.
 pub fn parse_message_reusing(buf: &[u8], spare: &mut Spare) -> Result<DnsMessage, ParseError> {
+    let mut text = std::mem::take(&mut spare.text);
+    if text.len() < TEXT_BUF {
+        text = vec![0; TEXT_BUF];
+    }
+    let m = parse_with(buf, spare, &mut text);
+    spare.text = text;
+    m
+}
+
+/// The parse itself, rendering names in `text` (`TEXT_BUF` long).
+fn parse_with(buf: &[u8], spare: &mut Spare, text: &mut [u8]) -> Result<DnsMessage, ParseError> {
     let view = Message::from_octets(buf).map_err(|_| ParseError::TooShort)?;
     let h = view.header();
     let counts = view.header_counts();
@@ -148,7 +162,7 @@ pub fn parse_message_reusing(buf: &[u8], spare: &mut Spare) -> Result<DnsMessage
         additional_count: counts.arcount(),
         ..DnsMessage::default()
     };
-    let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0, spare };
+    let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0, spare, text };
 
     let qd = usize::from(counts.qdcount());
     m.questions = std::mem::take(&mut w.spare.questions);
@@ -160,7 +174,7 @@ pub fn parse_message_reusing(buf: &[u8], spare: &mut Spare) -> Result<DnsMessage
             return Ok(m);
         }
         let mut name = w.spare.string();
-        match read_name_into(buf, w.pos, &mut name) {
+        match read_name_with(buf, w.pos, &mut name, w.text) {
             Ok(end) => w.pos = end,
             Err(e) => {
                 w.spare.unused(name);
@@ -257,6 +271,8 @@ struct Walk<'a, 's> {
     pos: usize,
     anomalies: u16,
     spare: &'s mut Spare,
+    /// Scratch for `read_name_with`.
+    text: &'s mut [u8],
 }
 
 impl Walk<'_, '_> {
@@ -391,7 +407,7 @@ impl Walk<'_, '_> {
     fn name(&mut self, start: usize, render: bool) -> Option<(String, usize)> {
         let mut name = if render { self.spare.string() } else { String::new() };
         let read =
-            if render { read_name_into(self.buf, start, &mut name) } else { check_name(self.buf, start) };
+            if render { read_name_with(self.buf, start, &mut name, self.text) } else { check_name(self.buf, start) };
         match read {
             Ok(end) => Some((name, end)),
             Err(e) => {
