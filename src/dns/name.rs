@@ -43,34 +43,94 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), NameError>
 /// `read_name`, appending the text to `out` (which the caller may be reusing: the parser
 /// recycles the strings of messages it has finished with). On error `out` is unchanged.
 pub fn read_name_into(msg: &[u8], start: usize, out: &mut String) -> Result<usize, NameError> {
-    read_name_with(msg, start, out, &mut [0u8; TEXT_BUF])
-}
-
-/// Size of the buffer `read_name_with` renders into: the longest text, plus room for the
-/// 8-octet store that writes a label's last octets.
-pub const TEXT_BUF: usize = MAX_NAME_TEXT + 8;
-
-/// `read_name_into`, rendering in `buf` (at least `TEXT_BUF` long, else names too long for
-/// it fail with `TooLong`): the parser keeps one for all its names, so no buffer is zeroed
-/// per name.
-pub fn read_name_with(msg: &[u8], start: usize, out: &mut String, buf: &mut [u8]) -> Result<usize, NameError> {
-    let (len, end) = render::<true>(msg, start, buf)?;
-    // Always ASCII (plain labels are 0x21..=0x7e, the rest is escaped), so this never fails;
-    // validating once per name is the price of no `unsafe`.
-    out.push_str(buf.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
-    Ok(end)
+    Reader::new(msg, &mut [0u8; TEXT_BUF]).read(start, out)
 }
 
 /// Checks the name at `start` exactly as `read_name_into` would, without rendering it, and
 /// returns where it ends: for names nobody will read (answer owners when no DNS log is
 /// written), which were a third of all name rendering.
 pub fn check_name(msg: &[u8], start: usize) -> Result<usize, NameError> {
-    render::<false>(msg, start, &mut []).map(|(_, end)| end)
+    render::<false>(msg, start, &mut []).map(|(_, end, _)| end)
+}
+
+/// Size of the buffer a `Reader` renders into: the longest text, plus room for the 8-octet
+/// store that writes a label's last octets.
+pub const TEXT_BUF: usize = MAX_NAME_TEXT + 8;
+
+/// Reads the names of one message: `read_name_into` and `check_name`, rendering in a buffer
+/// the parser keeps for all messages (so none is zeroed per name), and not walking a name
+/// twice when it is only a pointer to the name walked last. In a response most owners (and
+/// many targets) are exactly that: a pointer to the question or to the CNAME target before.
+pub struct Reader<'a, 'b> {
+    msg: &'a [u8],
+    /// At least `TEXT_BUF` long, else names too long for it fail with `TooLong`.
+    buf: &'b mut [u8],
+    last: Option<Walked>,
+}
+
+/// A name that walked cleanly, with its text still at the start of `Reader::buf` if it was
+/// rendered.
+#[derive(Clone, Copy)]
+struct Walked {
+    start: usize,
+    hops: usize,
+    text: Option<usize>,
+}
+
+impl<'a, 'b> Reader<'a, 'b> {
+    pub fn new(msg: &'a [u8], buf: &'b mut [u8]) -> Self {
+        Reader { msg, buf, last: None }
+    }
+
+    /// `read_name_into` on this message.
+    pub fn read(&mut self, start: usize, out: &mut String) -> Result<usize, NameError> {
+        let (len, end) = match self.repeat(start) {
+            Some((Walked { text: Some(len), .. }, end)) => (len, end),
+            _ => {
+                // The walk overwrites the text of the name remembered, even when it fails.
+                self.last = None;
+                let (len, end, hops) = render::<true>(self.msg, start, self.buf)?;
+                self.last = Some(Walked { start, hops, text: Some(len) });
+                (len, end)
+            }
+        };
+        // Always ASCII (plain labels are 0x21..=0x7e, the rest is escaped), so this never
+        // fails; validating once per name is the price of no `unsafe`.
+        out.push_str(self.buf.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
+        Ok(end)
+    }
+
+    /// `check_name` on this message.
+    pub fn check(&mut self, start: usize) -> Result<usize, NameError> {
+        if let Some((_, end)) = self.repeat(start) {
+            return Ok(end);
+        }
+        let (_, end, hops) = render::<false>(self.msg, start, &mut [])?;
+        // A rendered text in `buf` stays valid; only a walked name is remembered, though.
+        self.last = Some(Walked { start, hops, text: None });
+        Ok(end)
+    }
+
+    /// If the name at `start` is a single pointer to the name walked last, that name and
+    /// where this one ends. `render` would follow the pointer (backwards, strictly before
+    /// `start`) and then walk exactly as it did from the remembered start, with one hop more.
+    fn repeat(&self, start: usize) -> Option<(Walked, usize)> {
+        let w = self.last?;
+        let p = self.msg.get(start..start + 2)?;
+        let target = usize::from(p[0] & 0x3F) << 8 | usize::from(p[1]);
+        let same = p[0] & 0xC0 == 0xC0 && target == w.start && target < start && w.hops < MAX_PTR_HOPS;
+        same.then_some((w, start + 2))
+    }
 }
 
 /// Walks the name at `start`, checking it, and (when `WRITE`) renders it into `text`.
-/// Returns the text length (0 when not writing) and where the name ends in the message.
-fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Result<(usize, usize), NameError> {
+/// Returns the text length (0 when not writing), where the name ends in the message and how
+/// many pointers it followed.
+fn render<const WRITE: bool>(
+    msg: &[u8],
+    start: usize,
+    text: &mut [u8],
+) -> Result<(usize, usize, usize), NameError> {
     let mut n = 0usize;
     let mut pos = start;
     // Pointers must land strictly before the start of the piece being read; each jump lowers
@@ -93,7 +153,7 @@ fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Resul
                         *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
                         n = 1;
                     }
-                    return Ok((n, end.unwrap_or(pos + 1)));
+                    return Ok((n, end.unwrap_or(pos + 1), hops));
                 }
                 let label_end = pos + 1 + len;
                 if label_end > msg.len() {
@@ -382,36 +442,41 @@ mod tests {
             .collect()
     }
 
-    /// Messages made of labels of every length, roots and pointers (backwards, forwards,
-    /// into the header, in chains), cut anywhere, read from every offset.
+    /// Labels of every length, roots and pointers (backwards, forwards, into the header, in
+    /// chains), cut anywhere.
+    fn random_message(rng: &mut Rng) -> Vec<u8> {
+        let mut m: Vec<u8> = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
+        while m.len() < 300 + rng.below(400) {
+            match rng.below(10) {
+                0 | 3 => m.push(0),
+                1 if !m.is_empty() => {
+                    let to = rng.below(m.len() + 4);
+                    m.extend([0xC0 | (to >> 8) as u8, to as u8]);
+                }
+                2 => m.push([0x40, 0x80][rng.below(2)] | rng.next() as u8 & 0x3f),
+                _ => {
+                    let len = if rng.below(3) == 0 { 1 + rng.below(63) } else { 1 + rng.below(12) };
+                    m.push(len as u8);
+                    m.extend(label(rng, len));
+                }
+            }
+        }
+        m.truncate(m.len() - rng.below(8));
+        m
+    }
+
+    /// The renderer, read from every offset, against the reference.
     #[test]
     fn fast_renderer_matches_reference() {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let mut names = 0;
         for _ in 0..10_000 {
-            let mut m: Vec<u8> = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
-            while m.len() < 300 + rng.below(400) {
-                match rng.below(10) {
-                    0 | 3 => m.push(0),
-                    1 if !m.is_empty() => {
-                        let to = rng.below(m.len() + 4);
-                        m.extend([0xC0 | (to >> 8) as u8, to as u8]);
-                    }
-                    2 => m.push([0x40, 0x80][rng.below(2)] | rng.next() as u8 & 0x3f),
-                    _ => {
-                        let len = if rng.below(3) == 0 { 1 + rng.below(63) } else { 1 + rng.below(12) };
-                        m.push(len as u8);
-                        m.extend(label(&mut rng, len));
-                    }
-                }
-            }
-            m.truncate(m.len() - rng.below(8));
-            let mut buf = vec![0u8; TEXT_BUF];
+            let m = random_message(&mut rng);
             for start in 0..m.len() {
                 let want = reference(&m, start);
                 names += usize::from(want.is_ok());
                 let mut out = String::from("keep:");
-                let got = read_name_with(&m, start, &mut out, &mut buf).map(|end| (out.clone(), end));
+                let got = read_name_into(&m, start, &mut out).map(|end| (out.clone(), end));
                 let want_out = want.clone().map(|(s, end)| (format!("keep:{s}"), end));
                 assert_eq!(got, want_out, "{m:02x?} at {start}");
                 if got.is_err() {
@@ -422,6 +487,48 @@ mod tests {
         }
         // Most starts are not names; enough are for the comparison to mean something.
         assert!(names > 200_000, "{names}");
+    }
+
+    /// One `Reader` reading and checking names in a random order, mostly at pointers to the
+    /// name it walked last (where it skips the walk), against the reference.
+    #[test]
+    fn reader_repeats_match_reference() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut repeats = 0;
+        for _ in 0..3_000 {
+            let mut m = random_message(&mut rng);
+            let mut buf = vec![0u8; TEXT_BUF];
+            let mut last = None;
+            let mut ops = Vec::new();
+            for _ in 0..200 {
+                // A pointer to the last start, appended, or anywhere.
+                let start = match (rng.below(3), last) {
+                    (0, Some(l)) if l < 0x4000 => {
+                        let at = m.len();
+                        m.extend([0xC0 | (l >> 8) as u8, l as u8]);
+                        repeats += 1;
+                        at
+                    }
+                    _ => rng.below(m.len()),
+                };
+                let read = rng.below(2) == 0;
+                ops.push((start, read));
+                last = Some(start);
+            }
+            let mut r = Reader::new(&m, &mut buf);
+            for (start, read) in ops {
+                let want = reference(&m, start);
+                if read {
+                    let mut out = String::from("keep:");
+                    let got = r.read(start, &mut out).map(|end| (out.clone(), end));
+                    let want = want.map(|(s, end)| (format!("keep:{s}"), end));
+                    assert_eq!(got, want, "{m:02x?} at {start}");
+                } else {
+                    assert_eq!(r.check(start), want.map(|(_, end)| end), "{m:02x?} at {start}");
+                }
+            }
+        }
+        assert!(repeats > 100_000, "{repeats}");
     }
 
     #[test]

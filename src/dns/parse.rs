@@ -11,7 +11,7 @@
 //! `RData::Other` with `BadRdata`, and a message that ends cleanly before its counts say
 //! gets `CountMismatch`.
 
-use super::name::{check_name, read_name_with, skip_name, NameError, TEXT_BUF};
+use super::name::{skip_name, NameError, Reader, TEXT_BUF};
 use super::{rtype, Anomaly, DnsMessage, Question, RData, Record};
 use domain::base::Message;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -162,7 +162,7 @@ fn parse_with(buf: &[u8], spare: &mut Spare, text: &mut [u8]) -> Result<DnsMessa
         additional_count: counts.arcount(),
         ..DnsMessage::default()
     };
-    let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0, spare, text };
+    let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0, spare, names: Reader::new(buf, text) };
 
     let qd = usize::from(counts.qdcount());
     m.questions = std::mem::take(&mut w.spare.questions);
@@ -174,7 +174,7 @@ fn parse_with(buf: &[u8], spare: &mut Spare, text: &mut [u8]) -> Result<DnsMessa
             return Ok(m);
         }
         let mut name = w.spare.string();
-        match read_name_with(buf, w.pos, &mut name, w.text) {
+        match w.names.read(w.pos, &mut name) {
             Ok(end) => w.pos = end,
             Err(e) => {
                 w.spare.unused(name);
@@ -271,8 +271,7 @@ struct Walk<'a, 's> {
     pos: usize,
     anomalies: u16,
     spare: &'s mut Spare,
-    /// Scratch for `read_name_with`.
-    text: &'s mut [u8],
+    names: Reader<'a, 's>,
 }
 
 impl Walk<'_, '_> {
@@ -406,8 +405,7 @@ impl Walk<'_, '_> {
     /// gives `None`; the one place that decides between the two for records.
     fn name(&mut self, start: usize, render: bool) -> Option<(String, usize)> {
         let mut name = if render { self.spare.string() } else { String::new() };
-        let read =
-            if render { read_name_with(self.buf, start, &mut name, self.text) } else { check_name(self.buf, start) };
+        let read = if render { self.names.read(start, &mut name) } else { self.names.check(start) };
         match read {
             Ok(end) => Some((name, end)),
             Err(e) => {
