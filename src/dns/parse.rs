@@ -95,12 +95,14 @@ impl Spare {
         Spare { lean, ..Spare::default() }
     }
 
-    /// Takes `m` apart and keeps its memory for the next parse.
-    pub fn recycle(&mut self, mut m: DnsMessage) {
-        for q in m.questions.drain(..) {
+    /// Takes `m` apart and keeps its memory for the next parse. Pops rather than drains: a
+    /// drain's guard (moving a tail that is never there) cost more than the strings it kept.
+    pub fn recycle(&mut self, m: DnsMessage) {
+        let DnsMessage { mut questions, mut answers, .. } = m;
+        while let Some(q) = questions.pop() {
             self.keep(q.name);
         }
-        for r in m.answers.drain(..) {
+        while let Some(r) = answers.pop() {
             self.keep(r.name);
             match r.data {
                 RData::Name(s) | RData::Mx { exchange: s, .. } => self.keep(s),
@@ -108,11 +110,11 @@ impl Spare {
                 RData::A(_) | RData::Aaaa(_) | RData::Other => {}
             }
         }
-        if m.questions.capacity() > self.questions.capacity() && m.questions.capacity() <= 16 {
-            self.questions = m.questions;
+        if questions.capacity() > self.questions.capacity() && questions.capacity() <= 16 {
+            self.questions = questions;
         }
-        if m.answers.capacity() > self.answers.capacity() && m.answers.capacity() <= 64 {
-            self.answers = m.answers;
+        if answers.capacity() > self.answers.capacity() && answers.capacity() <= 64 {
+            self.answers = answers;
         }
     }
 
