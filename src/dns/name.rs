@@ -252,8 +252,8 @@ fn escapes(x: u64) -> u64 {
     let high = (low + ONES) | x;
     // < 0x21: high bit clear and the low seven below 0x21.
     let control = !((low + ONES * 0x5f) | x);
-    let dot = zero_octets(x ^ ONES * u64::from(b'.'));
-    let backslash = zero_octets(x ^ ONES * u64::from(b'\\'));
+    let dot = zero_octets(x ^ (ONES * u64::from(b'.')));
+    let backslash = zero_octets(x ^ (ONES * u64::from(b'\\')));
     (high | control | dot | backslash) & HIGH
 }
 
