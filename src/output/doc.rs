@@ -314,13 +314,32 @@ fn write_layout(fields: &[(Key, Field)], l: &Layout, out: &mut String) {
 
 /// A JSON string as serde_json writes it. Most strings (addresses, names) need no escape:
 /// those are copied whole, after a check eight bytes at a time.
-fn write_str(s: &str, out: &mut String) {
+pub(crate) fn write_str(s: &str, out: &mut String) {
     out.push('"');
+    write_escaped(s, out);
+    out.push('"');
+}
+
+/// The inside of `write_str`: the text with its escapes, without the quotes.
+pub(crate) fn write_escaped(s: &str, out: &mut String) {
     if needs_escape(s.as_bytes()) {
         escape(s, out);
     } else {
         out.push_str(s);
     }
+}
+
+/// A packet time as its JSON string (`time::rfc3339` text).
+pub(crate) fn write_time(t: Nanos, out: &mut String) {
+    out.push('"');
+    out.push_str(std::str::from_utf8(&crate::time::rfc3339_bytes(t)).unwrap_or_default());
+    out.push('"');
+}
+
+/// An address as its JSON string (`Display` text).
+pub(crate) fn write_ip(ip: &IpAddr, out: &mut String) {
+    out.push('"');
+    num::ip(ip, out);
     out.push('"');
 }
 
@@ -410,16 +429,8 @@ impl Field {
             Field::I64(n) => num::i64(*n, out),
             Field::F64(x) => num::json_f64(*x, out),
             Field::Str(s) => write_str(s, out),
-            Field::Time(t) => {
-                out.push('"');
-                out.push_str(std::str::from_utf8(&crate::time::rfc3339_bytes(*t)).unwrap_or_default());
-                out.push('"');
-            }
-            Field::Ip(ip) => {
-                out.push('"');
-                num::ip(ip, out);
-                out.push('"');
-            }
+            Field::Time(t) => write_time(*t, out),
+            Field::Ip(ip) => write_ip(ip, out),
             Field::List(l) => {
                 out.push('[');
                 for (i, v) in l.iter().enumerate() {
