@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// The record for one transaction. Its time is the query's, or the response's when the
-/// query was not seen, as in Zeek's dns.log.
+/// query was not seen, as in Zeek's dns.log. The pipeline writes the same line with
+/// `write_line`; this is the record as fields, for tests and tools that inspect it.
 pub fn record(t: &Transaction) -> Doc {
     // The most a record holds, with the `observer.name` the pipeline adds.
     let mut m = Doc::with_capacity(20);
