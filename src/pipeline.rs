@@ -29,7 +29,6 @@ use crate::dns::tcp::{StreamKey, TcpDnsStats, TcpDnsStreams, TcpFlags};
 use crate::dns::txn::{Seen, Transaction, Transactions, Transport, TxnKey, TxnStats};
 use crate::dns::{parse_message_reusing, DnsMessage, Spare};
 use crate::output::alert::alert_line;
-use crate::output::doc::Doc;
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
 use crate::stats::{ReaderStats, WorkerStats};
@@ -829,6 +828,10 @@ impl Worker {
     }
 
     fn emit(&mut self, seq: u64, phase: u8) {
+        // Called after every message; most raise nothing.
+        if self.alerts.is_empty() && self.done.is_empty() {
+            return;
+        }
         for mut a in self.alerts.drain(..) {
             self.stats.alerts.entry(a.rule).and_modify(|c| *c += 1).or_insert(1);
             let line =
@@ -842,23 +845,16 @@ impl Worker {
         }
         for t in self.done.drain(..) {
             let ts = t.query.as_ref().or(t.response.as_ref()).map(|s| s.ts).unwrap_or(0);
-            let mut rec = dnslog::record(&t);
-            rec.insert("observer.name", self.cfg.sensor_name.clone());
-            let text = json_line(&mut rec, &mut self.json);
+            self.json.clear();
+            dnslog::write_line(&t, &self.cfg.sensor_name, &mut self.json);
+            // Copied out at its exact size: `json` has grown to fit a line already.
+            let text = self.json.as_str().to_owned();
             self.lines.push(OutLine { key: (seq, phase, ts), text, client: t.key.client, alert: None });
             for s in [t.query, t.response].into_iter().flatten() {
                 self.spare.recycle(s.msg);
             }
         }
     }
-}
-
-/// One output line: the record written as JSON into `buf` (reused, so it has grown to fit a
-/// line already) and copied out at its exact size.
-fn json_line(doc: &mut Doc, buf: &mut String) -> String {
-    buf.clear();
-    doc.write_json(buf);
-    buf.as_str().to_owned()
 }
 
 struct OutputResult {

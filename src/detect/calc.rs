@@ -30,6 +30,7 @@ use crate::detect::reputation::DomainSet;
 use crate::detect::{alert_base, Alert, Syn};
 use crate::net::{is_internal, CidrSet};
 use crate::output::doc::Field;
+use crate::output::num;
 use crate::Nanos;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -389,32 +390,28 @@ fn answer_alert(
     }
     let age = syn.ts.saturating_sub(a.ts);
     let age_s = age as f64 / crate::NANOS_PER_SEC as f64;
-    let rendered = f.render(resolved.octets());
-    let reason = if is_answer {
-        format!(
-            "{} connected to {}:{} = {} ({}) {:.1} s after resolving {} to {}",
-            syn.src,
-            syn.dst,
-            syn.dport,
-            rendered,
-            f.name(),
-            age_s,
-            a.qname,
-            resolved
-        )
+    // The reason, written piece by piece rather than through `format!`:
+    // "{src} connected to {dst}:{dport} = {rendered} ({formula}) {age:.1} s after resolving
+    // {qname} to {resolved}", or for another destination "... ({formula}) of {resolved}, which
+    // it got for {qname} {age:.1} s earlier; the destination is another address".
+    let mut reason = String::with_capacity(192);
+    connected(syn, resolved, f, &mut reason);
+    if is_answer {
+        reason.push(' ');
+        num::fixed(age_s, 1, &mut reason);
+        reason.push_str(" s after resolving ");
+        reason.push_str(&a.qname);
+        reason.push_str(" to ");
+        num::ip(&IpAddr::V4(resolved), &mut reason);
     } else {
-        format!(
-            "{} connected to {}:{} = {} ({}) of {}, which it got for {} {:.1} s earlier; the destination is another address",
-            syn.src,
-            syn.dst,
-            syn.dport,
-            rendered,
-            f.name(),
-            resolved,
-            a.qname,
-            age_s
-        )
-    };
+        reason.push_str(" of ");
+        num::ip(&IpAddr::V4(resolved), &mut reason);
+        reason.push_str(", which it got for ");
+        reason.push_str(&a.qname);
+        reason.push(' ');
+        num::fixed(age_s, 1, &mut reason);
+        reason.push_str(" s earlier; the destination is another address");
+    }
     let mut m =
         alert_base(syn.ts, RULE, sev, ("T1568", "Dynamic Resolution"), ("T1568.003", "DNS Calculation"));
     m.insert("source.ip", syn.src);
@@ -440,16 +437,28 @@ fn answer_alert(
     Alert { ts: syn.ts, rule: RULE, client: syn.src, doc: m }
 }
 
+/// The start of a reason: "{src} connected to {dst}:{dport} = {rendered} ({formula})",
+/// the formula rendered over `octets`.
+fn connected(syn: &Syn, octets: Ipv4Addr, f: &Formula, out: &mut String) {
+    num::ip(&syn.src, out);
+    out.push_str(" connected to ");
+    num::ip(&syn.dst, out);
+    out.push(':');
+    num::u64(u64::from(syn.dport), out);
+    out.push_str(" = ");
+    f.render_into(octets.octets(), out);
+    out.push_str(" (");
+    out.push_str(f.name());
+    out.push(')');
+}
+
 fn no_dns_alert(syn: &Syn, dst: Ipv4Addr, f: &Formula, count: u32) -> Alert {
-    let reason = format!(
-        "{} connected to {}:{} = {} ({}) of the destination itself, with no DNS answer cached for {}",
-        syn.src,
-        syn.dst,
-        syn.dport,
-        f.render(dst.octets()),
-        f.name(),
-        syn.src
-    );
+    // "{src} connected to {dst}:{dport} = {rendered} ({formula}) of the destination itself,
+    // with no DNS answer cached for {src}"
+    let mut reason = String::with_capacity(160);
+    connected(syn, dst, f, &mut reason);
+    reason.push_str(" of the destination itself, with no DNS answer cached for ");
+    num::ip(&syn.src, &mut reason);
     let mut m = alert_base(
         syn.ts,
         RULE_NO_DNS,

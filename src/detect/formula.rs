@@ -286,20 +286,26 @@ impl Formula {
     /// The formula's text with `o1`..`o4` replaced by the octets, for alert reasons:
     /// `o1*o2 + o3` over 198.51.100.7 reads `198*51 + 100`.
     pub fn render(&self, octets: [u8; 4]) -> String {
-        let Ok(toks) = lex(&self.text) else {
-            return self.text.clone();
-        };
         let mut out = String::with_capacity(self.text.len() + 8);
+        self.render_into(octets, &mut out);
+        out
+    }
+
+    /// `render`, appended to `out`.
+    pub fn render_into(&self, octets: [u8; 4], out: &mut String) {
+        let Ok(toks) = lex(&self.text) else {
+            out.push_str(&self.text);
+            return;
+        };
         let mut last = 0;
         for t in &toks {
             if let Tok::Octet(i) = t.kind {
                 out.push_str(self.text.get(last..t.pos).unwrap_or(""));
-                out.push_str(&octets.get(usize::from(i)).copied().unwrap_or(0).to_string());
+                crate::output::num::u64(u64::from(octets.get(usize::from(i)).copied().unwrap_or(0)), out);
                 last = t.end;
             }
         }
         out.push_str(self.text.get(last..).unwrap_or(""));
-        out
     }
 }
 

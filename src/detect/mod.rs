@@ -48,7 +48,7 @@ pub fn alert_base(
     m.insert("event.category", vec!["network"]);
     m.insert("event.module", "portent");
     m.insert("event.severity", severity);
-    m.insert("rule.id", format!("portent.{rule}"));
+    m.insert("rule.id", rule_id(rule));
     m.insert("rule.name", rule);
     m.insert("threat.framework", "MITRE ATT&CK");
     m.insert("threat.tactic.id", "TA0011");
@@ -58,6 +58,19 @@ pub fn alert_base(
     m.insert("threat.technique.subtechnique.id", subtechnique.0);
     m.insert("threat.technique.subtechnique.name", subtechnique.1);
     m
+}
+
+/// `portent.{rule}`, a literal for the rules there are.
+fn rule_id(rule: &'static str) -> Field {
+    macro_rules! ids {
+        ($($rule:literal),*) => {
+            match rule {
+                $($rule => Field::from(concat!("portent.", $rule)),)*
+                _ => Field::from(format!("portent.{rule}")),
+            }
+        };
+    }
+    ids!("dns_calculation", "dns_calculation_no_dns", "dns_tunneling", "dns_query_burst", "dns_reputation")
 }
 
 /// The fields that tell one alert from another of the same rule: each detector raises at
@@ -136,6 +149,20 @@ mod tests {
             d.insert(*k, v.clone());
         }
         d
+    }
+
+    #[test]
+    fn rule_ids_are_the_rule_after_portent() {
+        for rule in [
+            "dns_calculation",
+            "dns_calculation_no_dns",
+            "dns_tunneling",
+            "dns_query_burst",
+            "dns_reputation",
+            "other",
+        ] {
+            assert_eq!(rule_id(rule), Field::from(format!("portent.{rule}")));
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub fn alert_line(a: &mut Alert, sensor: &str, module: Option<&str>, buf: &mut S
         doc.insert("event.module", m.to_string());
     }
     doc.insert("observer.name", sensor.to_string());
+    // Its place held before sorting, so that the record keeps its layout's shared order
+    // (see `Doc::sort`); the id is filled in below.
+    doc.insert("event.id", Field::Null);
     // Sorted once here, so that the lookups below are binary searches.
     doc.sort();
     let domain = ["dns.question.registered_domain", "dns.question.name"]

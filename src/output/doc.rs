@@ -5,16 +5,18 @@
 //! traffic. Here keys are mostly `&'static str`, values are typed and written straight from
 //! what they hold (a timestamp is formatted on the stack while writing), and the order a
 //! `Map` gives, keys sorted byte-wise, is worked out once per layout of keys (see `Orders`).
-//! The text is serde_json's: numbers go through its serializer (`itoa`, `ryu`), a string
-//! that needs escaping through its escaper, and any other string is copied as the escaper
-//! would leave it; so it is byte for byte what the `Map` wrote (tests below compare them).
+//! The text is serde_json's: numbers go through the writers it uses (`itoa`, `zmij`), a
+//! string that needs escaping gets its escapes, and any other string is copied whole; so it
+//! is byte for byte what the `Map` wrote (tests below compare them). The key text of a
+//! layout is also kept, ready to copy, with its order.
 
+use crate::output::num;
 use crate::Nanos;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A field's name: nearly always a literal.
 pub type Key = Cow<'static, str>;
@@ -47,12 +49,39 @@ pub struct Doc {
     sorted: Option<Sorted>,
 }
 
-/// Indices into `Doc::fields` in key order (of a key inserted twice, only the last), and
-/// whether every key is known to need no escaping.
-#[derive(Clone, Debug, PartialEq)]
-struct Sorted {
-    order: Vec<u32>,
-    plain_keys: bool,
+/// Indices into `Doc::fields` in key order (of a key inserted twice, only the last).
+#[derive(Clone, Debug)]
+enum Sorted {
+    /// The layout's order and key text, shared by every record built the same way. (An
+    /// `Arc` because a record must be `Send`, though it stays on the thread that built it.)
+    Shared(Arc<Layout>),
+    /// This record's own: some key is not a literal, or an insert after sorting added one.
+    /// `plain_keys`: every key is known to need no escaping.
+    Own { order: Vec<u32>, plain_keys: bool },
+}
+
+impl Sorted {
+    fn order(&self) -> &[u32] {
+        match self {
+            Sorted::Shared(l) => &l.order,
+            Sorted::Own { order, .. } => order,
+        }
+    }
+
+    /// Makes the order this record's own, so that it can change.
+    fn make_own(&mut self) {
+        if let Sorted::Shared(l) = self {
+            *self = Sorted::Own { order: l.order.clone(), plain_keys: l.plain_keys };
+        }
+    }
+}
+
+/// Two records are equal when their fields and the order they write them in are, however
+/// that order was found.
+impl PartialEq for Sorted {
+    fn eq(&self, other: &Sorted) -> bool {
+        self.order() == other.order()
+    }
 }
 
 impl Doc {
@@ -74,15 +103,18 @@ impl Doc {
             self.fields.push((key, value));
             return;
         };
-        match position(&self.fields, &sorted.order, &key) {
+        match position(&self.fields, sorted.order(), &key) {
             Ok(at) => {
-                if let Some(slot) = sorted.order.get(at).and_then(|&i| self.fields.get_mut(i as usize)) {
+                if let Some(slot) = sorted.order().get(at).and_then(|&i| self.fields.get_mut(i as usize)) {
                     slot.1 = value;
                 }
             }
             Err(at) => {
-                sorted.plain_keys &= !needs_escape(key.as_bytes());
-                sorted.order.insert(at, self.fields.len() as u32);
+                sorted.make_own();
+                if let Sorted::Own { order, plain_keys } = sorted {
+                    *plain_keys &= !needs_escape(key.as_bytes());
+                    order.insert(at, self.fields.len() as u32);
+                }
                 self.fields.push((key, value));
             }
         }
@@ -92,8 +124,9 @@ impl Doc {
     pub fn get(&self, key: &str) -> Option<&Field> {
         match &self.sorted {
             Some(s) => {
-                let at = position(&self.fields, &s.order, key).ok()?;
-                s.order.get(at).and_then(|&i| self.fields.get(i as usize)).map(|(_, v)| v)
+                let order = s.order();
+                let at = position(&self.fields, order, key).ok()?;
+                order.get(at).and_then(|&i| self.fields.get(i as usize)).map(|(_, v)| v)
             }
             None => self.fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
         }
@@ -106,7 +139,7 @@ impl Doc {
     /// Number of distinct keys.
     pub fn len(&self) -> usize {
         match &self.sorted {
-            Some(s) => s.order.len(),
+            Some(s) => s.order().len(),
             None => order(&self.fields).len(),
         }
     }
@@ -119,12 +152,11 @@ impl Doc {
     /// last value of a key inserted twice. Later inserts keep it.
     pub fn sort(&mut self) {
         if self.sorted.is_none() {
-            let (order, plain_keys) = ORDERS.with(|o| match o.try_borrow_mut() {
-                Ok(mut orders) => orders.order(&self.fields),
+            self.sorted = Some(ORDERS.with(|o| match o.try_borrow_mut() {
+                Ok(mut orders) => orders.sorted(&self.fields),
                 // Not reentrant, but if it were: work it out without the cache.
-                Err(_) => fresh(&self.fields),
-            });
-            self.sorted = Some(Sorted { order: order.to_vec(), plain_keys });
+                Err(_) => own(&self.fields),
+            }));
         }
     }
 
@@ -162,8 +194,8 @@ fn order(fields: &[(Key, Field)]) -> Vec<u32> {
     idx
 }
 
-fn fresh(fields: &[(Key, Field)]) -> (Rc<[u32]>, bool) {
-    (order(fields).into(), !fields.iter().any(|(k, _)| needs_escape(k.as_bytes())))
+fn own(fields: &[(Key, Field)]) -> Sorted {
+    Sorted::Own { order: order(fields), plain_keys: !fields.iter().any(|(k, _)| needs_escape(k.as_bytes())) }
 }
 
 /// The orders already worked out, one per layout: the sequence of literal keys a builder
@@ -173,13 +205,20 @@ fn fresh(fields: &[(Key, Field)]) -> (Rc<[u32]>, bool) {
 /// is not a literal is sorted afresh.
 #[derive(Default)]
 struct Orders {
-    known: Vec<Layout>,
+    known: Vec<Arc<Layout>>,
 }
 
+/// One layout: its keys, their order, and the text written before each value (`{"key":`
+/// for the first, `,"key":` for the rest, escaped), so that a record of the layout copies
+/// one piece of text per field.
+#[derive(Debug)]
 struct Layout {
     keys: Vec<(usize, usize)>,
-    order: Rc<[u32]>,
+    order: Vec<u32>,
     plain_keys: bool,
+    text: String,
+    /// Where each field's piece of `text` ends, in `order`.
+    ends: Vec<u32>,
 }
 
 /// More layouts than any build has; past it records are sorted afresh.
@@ -197,29 +236,50 @@ fn literal(k: &Key) -> Option<(usize, usize)> {
 }
 
 impl Orders {
-    fn order(&mut self, fields: &[(Key, Field)]) -> (Rc<[u32]>, bool) {
+    fn sorted(&mut self, fields: &[(Key, Field)]) -> Sorted {
         let same = |keys: &[(usize, usize)]| {
             keys.len() == fields.len() && keys.iter().zip(fields).all(|(l, (k, _))| literal(k) == Some(*l))
         };
         if let Some(l) = self.known.iter().find(|l| same(&l.keys)) {
-            return (l.order.clone(), l.plain_keys);
+            return Sorted::Shared(l.clone());
         }
-        let (order, plain_keys) = fresh(fields);
         let keys: Option<Vec<(usize, usize)>> = fields.iter().map(|(k, _)| literal(k)).collect();
-        if let Some(keys) = keys.filter(|_| self.known.len() < MAX_LAYOUTS) {
-            self.known.push(Layout { keys, order: order.clone(), plain_keys });
+        match keys.filter(|_| self.known.len() < MAX_LAYOUTS) {
+            Some(keys) => {
+                let l = Arc::new(layout(fields, keys));
+                self.known.push(l.clone());
+                Sorted::Shared(l)
+            }
+            None => own(fields),
         }
-        (order, plain_keys)
     }
 }
 
+fn layout(fields: &[(Key, Field)], keys: Vec<(usize, usize)>) -> Layout {
+    let order = order(fields);
+    let plain_keys = !fields.iter().any(|(k, _)| needs_escape(k.as_bytes()));
+    let mut text = String::new();
+    let mut ends = Vec::with_capacity(order.len());
+    for (n, (k, _)) in order.iter().filter_map(|&i| fields.get(i as usize)).enumerate() {
+        text.push(if n == 0 { '{' } else { ',' });
+        write_str(k, &mut text);
+        text.push(':');
+        ends.push(text.len() as u32);
+    }
+    Layout { keys, order, plain_keys, text, ends }
+}
+
 fn write_object(fields: &[(Key, Field)], s: &Sorted, out: &mut String) {
+    let (order, plain_keys) = match s {
+        Sorted::Shared(l) => return write_layout(fields, l, out),
+        Sorted::Own { order, plain_keys } => (order, *plain_keys),
+    };
     out.push('{');
-    for (n, (k, v)) in s.order.iter().filter_map(|&i| fields.get(i as usize)).enumerate() {
+    for (n, (k, v)) in order.iter().filter_map(|&i| fields.get(i as usize)).enumerate() {
         if n > 0 {
             out.push(',');
         }
-        if s.plain_keys {
+        if plain_keys {
             out.push('"');
             out.push_str(k);
             out.push_str("\":");
@@ -232,17 +292,86 @@ fn write_object(fields: &[(Key, Field)], s: &Sorted, out: &mut String) {
     out.push('}');
 }
 
-/// A JSON string as serde_json writes it. Most strings (addresses, names) need no escape:
-/// those are copied whole, after a check eight bytes at a time; the rest go to serde_json's
-/// escaper.
-fn write_str(s: &str, out: &mut String) {
-    if needs_escape(s.as_bytes()) {
-        serde(s, out);
-    } else {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
+/// `write_object` for a record of a known layout: the text before each value is copied
+/// whole.
+fn write_layout(fields: &[(Key, Field)], l: &Layout, out: &mut String) {
+    if l.order.is_empty() {
+        out.push_str("{}");
+        return;
     }
+    let mut start = 0;
+    for (&i, &end) in l.order.iter().zip(&l.ends) {
+        let end = end as usize;
+        out.push_str(l.text.get(start..end).unwrap_or_default());
+        start = end;
+        match fields.get(i as usize) {
+            Some((_, v)) => v.write_json(out),
+            None => out.push_str("null"),
+        }
+    }
+    out.push('}');
+}
+
+/// A JSON string as serde_json writes it. Most strings (addresses, names) need no escape:
+/// those are copied whole, after a check eight bytes at a time.
+pub(crate) fn write_str(s: &str, out: &mut String) {
+    out.push('"');
+    write_escaped(s, out);
+    out.push('"');
+}
+
+/// The inside of `write_str`: the text with its escapes, without the quotes.
+pub(crate) fn write_escaped(s: &str, out: &mut String) {
+    if needs_escape(s.as_bytes()) {
+        escape(s, out);
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// A packet time as its JSON string (`time::rfc3339` text).
+pub(crate) fn write_time(t: Nanos, out: &mut String) {
+    out.push('"');
+    out.push_str(std::str::from_utf8(&crate::time::rfc3339_bytes(t)).unwrap_or_default());
+    out.push('"');
+}
+
+/// An address as its JSON string (`Display` text).
+pub(crate) fn write_ip(ip: &IpAddr, out: &mut String) {
+    out.push('"');
+    num::ip(ip, out);
+    out.push('"');
+}
+
+/// serde_json's escapes: the short forms for `"`, `\` and five control characters,
+/// `\u00xx` (lower-case hex) for the other control characters; every other byte as is.
+fn escape(s: &str, out: &mut String) {
+    const HEX: [u8; 16] = *b"0123456789abcdef";
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Escaped bytes are ASCII, so `start` and `i` are character boundaries.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(short);
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
 }
 
 /// Whether any byte is one serde_json escapes: a control character (below 0x20), `"` or
@@ -264,68 +393,6 @@ fn needs_escape(b: &[u8]) -> bool {
     }
     // Whole words, then the last eight bytes (overlapping the words already seen).
     b.chunks_exact(8).any(special) || b.get(b.len() - 8..).is_some_and(special)
-}
-
-/// `ip.to_string()`. IPv4 by hand (dotted decimal, no leading zeros): it is most of the
-/// addresses in the DNS log, and `Display` goes through `fmt` five times for each.
-fn write_ip(ip: &IpAddr, out: &mut String) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, b) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if b >= 100 {
-                    out.push(char::from(b'0' + b / 100));
-                }
-                if b >= 10 {
-                    out.push(char::from(b'0' + b / 10 % 10));
-                }
-                out.push(char::from(b'0' + b % 10));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// An integer in decimal, the one way serde_json (itoa) or anyone writes it.
-fn write_u64(mut n: u64, out: &mut String) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default());
-}
-
-/// serde_json's own writing of a value, into a String.
-fn serde<T: serde::Serialize + ?Sized>(v: &T, out: &mut String) {
-    // Writing to a String cannot fail: serde_json writes whole UTF-8 sequences.
-    let _ = serde_json::to_writer(StrWriter(out), v);
-}
-
-/// `io::Write` into a String, for serde_json's writer (which only writes UTF-8).
-struct StrWriter<'a>(&'a mut String);
-
-impl std::io::Write for StrWriter<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.push_str(std::str::from_utf8(b).map_err(std::io::Error::other)?);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl Field {
@@ -358,25 +425,12 @@ impl Field {
             Field::Null => out.push_str("null"),
             Field::Bool(true) => out.push_str("true"),
             Field::Bool(false) => out.push_str("false"),
-            Field::U64(n) => write_u64(*n, out),
-            Field::I64(n) => {
-                if *n < 0 {
-                    out.push('-');
-                }
-                write_u64(n.unsigned_abs(), out);
-            }
-            Field::F64(x) => serde(x, out),
+            Field::U64(n) => num::u64(*n, out),
+            Field::I64(n) => num::i64(*n, out),
+            Field::F64(x) => num::json_f64(*x, out),
             Field::Str(s) => write_str(s, out),
-            Field::Time(t) => {
-                out.push('"');
-                out.push_str(std::str::from_utf8(&crate::time::rfc3339_bytes(*t)).unwrap_or_default());
-                out.push('"');
-            }
-            Field::Ip(ip) => {
-                out.push('"');
-                write_ip(ip, out);
-                out.push('"');
-            }
+            Field::Time(t) => write_time(*t, out),
+            Field::Ip(ip) => write_ip(ip, out),
             Field::List(l) => {
                 out.push('[');
                 for (i, v) in l.iter().enumerate() {
@@ -583,13 +637,14 @@ mod tests {
             match variant {
                 0 => d.insert("c", 3u32),
                 1 => d.insert("a", 4u32),
+                2 => d.insert("q\"uote\n\u{1}", 7u32),
                 _ => d.insert(format!("c{variant}"), 5u32),
             }
             d.insert("aa", 6u32);
             d
         }
         for round in 0..3 {
-            for variant in 0..4 {
+            for variant in 0..5 {
                 let mut d = build(variant);
                 let want = Value::Object(d.to_map()).to_string();
                 assert_eq!(text(&mut d), want, "round {round} variant {variant}");
@@ -598,7 +653,26 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_record_and_an_empty_object() {
+        for _ in 0..2 {
+            assert_eq!(text(&mut Doc::new()), "{}");
+            let mut d = Doc::new();
+            d.insert("inner", Doc::new());
+            assert_eq!(text(&mut d), r#"{"inner":{}}"#);
+        }
+    }
+
+    #[test]
     fn inserts_into_a_sorted_doc_keep_it_sorted() {
+        // The second time round the order comes from the layout cache.
+        for _ in 0..2 {
+            let mut d = Doc::new();
+            d.insert("m", 1u32);
+            d.insert("c", 2u32);
+            d.sort();
+            d.insert("m", 8u32);
+            assert_eq!(text(&mut d), r#"{"c":2,"m":8}"#);
+        }
         let mut d = Doc::new();
         d.insert("m", 1u32);
         d.insert("c", 2u32);

@@ -8,6 +8,7 @@ pub mod alert;
 pub mod dnslog;
 pub mod doc;
 pub mod kafka;
+pub mod num;
 pub mod sink;
 pub mod summary;
 
