@@ -633,7 +633,7 @@ impl TunnelDetector {
                 ev.msg.answers.iter().filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL).count();
             g.w.txt_null_answers = g.w.txt_null_answers.saturating_add(tn as u32);
         }
-        if ev.ts >= g.quiet_until {
+        if ev.ts >= g.quiet_until && may_alert(g, cfg) {
             let fs = group_features(g, cfg);
             let (score, info_crossed) = score(&fs, cfg, g);
             if score >= cfg.threshold {
@@ -1010,6 +1010,43 @@ fn score(fs: &[Feature; N_FEATURES], cfg: &TunnelConfig, g: &Group) -> (f64, boo
         }
     }
     (s * v + cfg.threshold * r, info)
+}
+
+/// False only when `score` cannot reach the threshold: with a positive threshold that
+/// needs a volume feature (else `S × V` is 0) or a standalone rule. Reads the two halves
+/// directly, as `Window::merged` would combine them, so the common message that crosses
+/// nothing builds no feature array and no merged window; any doubt falls through to the
+/// full score, which alone decides.
+fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
+    if !(cfg.threshold > 0.0) {
+        return true;
+    }
+    let (e, w) = (&g.earlier, &g.w);
+    // An empty half has every counter at zero, so plain sums equal what `merged` returns;
+    // wrapping as the release build's `+=` does.
+    let crosses_u32 = |a: u32, b: u32, t: u32| t > 0 && a.wrapping_add(b) >= t;
+    let crosses_u64 = |a: u64, b: u64, t: u64| t > 0 && a.wrapping_add(b) as f64 >= t as f64;
+    if crosses_u32(e.queries, w.queries, cfg.queries)
+        || crosses_u32(e.distinct, w.distinct, cfg.distinct_subdomains)
+        || crosses_u64(e.bytes_up, w.bytes_up, cfg.bytes_up)
+        || crosses_u64(e.bytes_down, w.bytes_down, cfg.bytes_down)
+        || e.single_query
+        || w.single_query
+    {
+        return true;
+    }
+    let long_ratio = (g.long_queries as f64 / cfg.long_name_queries.max(1) as f64)
+        .min(g.long_distinct as f64 / cfg.long_name_distinct.max(1) as f64);
+    if long_ratio >= 1.0 {
+        return true;
+    }
+    let txt_null = w.txt_null_answers.saturating_add(e.txt_null_answers);
+    if txt_null as f64 >= cfg.txt_null_answers as f64 + 1.0 {
+        return true;
+    }
+    let info = g.info_bits / 8.0;
+    let info_threshold = cfg.info_bytes as f64;
+    info_threshold > 0.0 && info >= info_threshold && info >= g.info_alerted + info_threshold
 }
 
 fn round2(x: f64) -> f64 {
