@@ -73,7 +73,7 @@ use crate::dns::rtype;
 use crate::net::CidrSet;
 use crate::output::doc::{Field, Key};
 use crate::{Nanos, NANOS_PER_SEC};
-use domain::{DomainAllowList, SuffixList, SuffixSet};
+use domain::{DomainAllowList, NameCache, SuffixList, SuffixSet};
 use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -433,6 +433,8 @@ pub struct TunnelDetector {
     cfg: TunnelConfig,
     suffixes: SuffixList,
     allow: DomainAllowList,
+    /// Allowlist and registered-domain answers for recent names.
+    names: NameCache,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
     /// Beside each slot: its (client, domain) hash, and its (previous, next) links in the
@@ -509,6 +511,7 @@ impl TunnelDetector {
         let reserve = cfg.max_groups.clamp(1, MAX_RESERVED_GROUPS);
         Ok(TunnelDetector {
             allow: domain_allowlist(&cfg),
+            names: NameCache::default(),
             cfg,
             suffixes,
             clients: HashMap::default(),
@@ -534,6 +537,7 @@ impl TunnelDetector {
     pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
         lists.apply_tunnel(&mut self.cfg);
         self.allow = domain_allowlist(&self.cfg);
+        self.names.clear();
     }
 
     pub fn stats(&self) -> TunnelStats {
@@ -578,11 +582,12 @@ impl TunnelDetector {
             self.stats.allowlisted_client += 1;
             return;
         }
-        if self.allow.matching(lower).is_some() {
+        let class = self.names.class(lower, &self.allow, &self.suffixes);
+        if class.allowed {
             self.stats.allowlisted_domain += 1;
             return;
         }
-        let rd = registered_domain(lower, &self.suffixes);
+        let rd = class.registered_domain(lower);
         let idx = self.group_index(ev.client, rd, ev.ts);
         let cfg = &self.cfg;
         let Some(Some(g)) = self.slots.get_mut(idx as usize) else {
