@@ -95,15 +95,47 @@ impl Iterator for Decoded<'_> {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
+/// Character classes of a decoded byte, as bit flags: one table look-up a byte instead of a
+/// chain of range tests.
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
+/// A letter beyond `f`/`F`: not hex.
+const HIGH_LETTER: u8 = 8;
+const B64_PUNCT: u8 = 16;
+const OTHER: u8 = 32;
+/// Outside printable ASCII; the highest flag, so that `class >> 6` counts it.
+const BINARY: u8 = 64;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'A'..=b'F' => UPPER,
+            b'G'..=b'Z' => UPPER | HIGH_LETTER,
+            b'a'..=b'f' => LOWER,
+            b'g'..=b'z' => LOWER | HIGH_LETTER,
+            b'0'..=b'9' => DIGIT,
+            b'+' | b'/' | b'=' | b'*' => B64_PUNCT,
+            0x21..=0x7e => OTHER,
+            _ => BINARY,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Measures `sub`, the subdomain in presentation form (may be empty).
 pub fn name_features(sub: &str) -> NameFeatures {
     let mut hist = [0u16; 256];
-    // The byte values present, so that entropy visits only those bins.
+    // The byte values present, in order of first appearance: entropy visits only those bins,
+    // always in that order, so that its float sum is the same on every build.
     let mut present = [0u8; 256];
     let mut n_present = 0usize;
     let (mut len, mut label, mut max_label, mut payload) = (0u32, 0u32, 0u32, 0u32);
-    let (mut upper, mut lower, mut digit, mut high_letter) = (false, false, false, false);
-    let (mut b64_punct, mut other, mut binary) = (false, 0u32, 0u32);
+    let (mut classes, mut binary) = (0u8, 0u32);
     let mut fp = FNV_OFFSET;
     for item in (Decoded { s: sub.as_bytes(), i: 0 }) {
         len += 1;
@@ -125,24 +157,14 @@ pub fn name_features(sub: &str) -> NameFeatures {
             *h = h.saturating_add(1);
         }
         fp = (fp ^ b.to_ascii_lowercase() as u64).wrapping_mul(FNV_PRIME);
-        match b {
-            b'A'..=b'Z' => {
-                upper = true;
-                high_letter |= b > b'F';
-            }
-            b'a'..=b'z' => {
-                lower = true;
-                high_letter |= b > b'f';
-            }
-            b'0'..=b'9' => digit = true,
-            b'+' | b'/' | b'=' | b'*' => b64_punct = true,
-            b'-' | b'_' => other += 1,
-            0x21..=0x7e => other += 1,
-            _ => binary += 1,
-        }
+        let c = CLASS.get(b as usize).copied().unwrap_or(BINARY);
+        classes |= c;
+        binary += (c >> 6) as u32;
     }
     max_label = max_label.max(label);
     let entropy = entropy_of(&hist, present.get(..n_present).unwrap_or(&[]), payload);
+    let has = |flag: u8| classes & flag != 0;
+    let (upper, lower, digit, high_letter) = (has(UPPER), has(LOWER), has(DIGIT), has(HIGH_LETTER));
     let alphabet = if (payload as usize) < ENCODED_MIN_LEN {
         None
     } else if binary * 10 >= payload {
@@ -151,9 +173,9 @@ pub fn name_features(sub: &str) -> NameFeatures {
         Some(Alphabet::Binary)
     } else if binary > 0 {
         None
-    } else if (upper && lower && digit) || (b64_punct && (upper || lower)) {
+    } else if (upper && lower && digit) || (has(B64_PUNCT) && (upper || lower)) {
         Some(Alphabet::Base64)
-    } else if other > 0 {
+    } else if has(OTHER) {
         None
     } else if digit && !high_letter && (upper || lower) {
         Some(Alphabet::Hex)
@@ -220,6 +242,17 @@ pub fn info_bits(decoded: &[u8], prev: &[u8], entropy: f32) -> f32 {
         }
     }
     bits + literals as f32 * entropy.clamp(1.0, 8.0)
+}
+
+/// `sub` (presentation form) decoded, dots kept, at most `PREV_CAP` bytes: `sub` itself when
+/// it has no escape (nearly always), else decoded into `buf`.
+pub fn decoded<'a>(sub: &'a str, buf: &'a mut [u8; PREV_CAP]) -> &'a [u8] {
+    let b = sub.as_bytes();
+    if !b.contains(&b'\\') {
+        return b.get(..PREV_CAP).unwrap_or(b);
+    }
+    let n = decode_into(sub, buf);
+    buf.get(..n).unwrap_or(&[])
 }
 
 /// Decodes `sub` (presentation form) into `out`, dots kept, at most `PREV_CAP` bytes.
@@ -337,5 +370,35 @@ mod tests {
         assert_eq!(&buf[..4], b"a\xc8.b");
         let long = "x".repeat(1000);
         assert_eq!(decode_into(&long, &mut buf), PREV_CAP);
+    }
+
+    #[test]
+    fn decoded_matches_decode_into() {
+        let mut r = crate::testutil::Rng(5);
+        let alphabet = b"ab.Z9\\0123-=";
+        for n in 0..400 {
+            let s = r.text(alphabet, n % 300);
+            let mut a = [0u8; PREV_CAP];
+            let k = decode_into(&s, &mut a);
+            let mut b = [0u8; PREV_CAP];
+            assert_eq!(decoded(&s, &mut b), &a[..k], "{s}");
+        }
+    }
+
+    /// The class table against the range tests it replaced, for every byte value.
+    #[test]
+    fn class_table_matches_the_ranges() {
+        for b in 0..=255u8 {
+            let want = match b {
+                b'A'..=b'Z' => UPPER | if b > b'F' { HIGH_LETTER } else { 0 },
+                b'a'..=b'z' => LOWER | if b > b'f' { HIGH_LETTER } else { 0 },
+                b'0'..=b'9' => DIGIT,
+                b'+' | b'/' | b'=' | b'*' => B64_PUNCT,
+                b'-' | b'_' => OTHER,
+                0x21..=0x7e => OTHER,
+                _ => BINARY,
+            };
+            assert_eq!(CLASS[b as usize], want, "{b}");
+        }
     }
 }

@@ -956,9 +956,8 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
     if long {
         g.long_distinct += 1;
     }
-    let mut dec = [0u8; PREV_CAP];
-    let n = features::decode_into(sub, &mut dec);
-    let dec = dec.get(..n).unwrap_or(&[]);
+    let mut buf = [0u8; PREV_CAP];
+    let dec = features::decoded(sub, &mut buf);
     g.info_bits += features::info_bits(dec, &g.prev_name, f.entropy) as f64;
     g.prev_name.clear();
     g.prev_name.extend_from_slice(dec);
@@ -1040,13 +1039,14 @@ fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
     {
         return true;
     }
-    let long_ratio = (g.long_queries as f64 / cfg.long_name_queries.max(1) as f64)
-        .min(g.long_distinct as f64 / cfg.long_name_distinct.max(1) as f64);
-    if long_ratio >= 1.0 {
+    // In integers: for a, b < 2^32 with b >= 1, a / b rounds to at least 1.0 exactly when
+    // a >= b (below, it is at most 1 - 2^-32, which f64 represents), and a u32 plus one is
+    // exact in f64.
+    if g.long_queries >= cfg.long_name_queries.max(1) && g.long_distinct >= cfg.long_name_distinct.max(1) {
         return true;
     }
     let txt_null = w.txt_null_answers.saturating_add(e.txt_null_answers);
-    if txt_null as f64 >= cfg.txt_null_answers as f64 + 1.0 {
+    if txt_null as u64 >= cfg.txt_null_answers as u64 + 1 {
         return true;
     }
     let info = g.info_bits / 8.0;
