@@ -559,9 +559,10 @@ impl TunnelDetector {
         // UTF-8 valid and byte offsets unchanged.
         // A stack buffer of a full MAX_NAME_TEXT was zeroed on every message; names over
         // 256 bytes of text are rare enough to allocate.
-        let mut small = [0u8; 256];
+        let mut small: [u8; 256];
         let long;
-        let lower = if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower = if has_ascii_upper(raw.as_bytes()) {
+            small = [0u8; 256];
             if let Some(dst) = small.get_mut(..raw.len()) {
                 dst.copy_from_slice(raw.as_bytes());
                 dst.make_ascii_lowercase();
@@ -787,17 +788,22 @@ impl TunnelDetector {
 
     fn remove_group(&mut self, i: u32) {
         self.unlink(i);
-        let Some(g) = self.slots.get_mut(i as usize).and_then(Option::take) else {
+        // Dropped where it lies: taking it out first copied the whole group.
+        let Some(slot) = self.slots.get_mut(i as usize) else {
             return;
         };
+        let Some(client) = slot.as_ref().map(|g| g.client) else {
+            return;
+        };
+        *slot = None;
         let h = self.hashes.get(i as usize).copied().unwrap_or(0);
         if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
             e.remove();
         }
-        if let Some(c) = self.clients.get_mut(&g.client) {
+        if let Some(c) = self.clients.get_mut(&client) {
             c.groups = c.groups.saturating_sub(1);
             if c.groups == 0 {
-                self.clients.remove(&g.client);
+                self.clients.remove(&client);
             }
         }
         self.free.push(i);
@@ -912,6 +918,30 @@ impl TunnelDetector {
         out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
         self.stats.alerts_reputation += 1;
     }
+}
+
+/// Whether `b` has an ASCII capital, eight bytes at a time: most names have none, and then
+/// need no lowercase copy.
+fn has_ascii_upper(b: &[u8]) -> bool {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let upper_in = |x: u64| {
+        // With each byte's top bit cleared no addition carries into the next byte; bit 7 of
+        // `y + 0x3f` is set from 'A' (0x41) on, of `y + 0x25` from past 'Z' (0x5a).
+        let y = x & LOW7;
+        let from_a = y.wrapping_add(0x3f3f_3f3f_3f3f_3f3f);
+        let past_z = y.wrapping_add(0x2525_2525_2525_2525);
+        from_a & !past_z & !x & HIGH != 0
+    };
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if upper_in(u64::from_le_bytes(w)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|b| b.is_ascii_uppercase())
 }
 
 fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &NameFeatures, qtype: u16) {
@@ -1029,7 +1059,12 @@ fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
     // An empty half has every counter at zero, so plain sums equal what `merged` returns;
     // wrapping as the release build's `+=` does.
     let crosses_u32 = |a: u32, b: u32, t: u32| t > 0 && a.wrapping_add(b) >= t;
-    let crosses_u64 = |a: u64, b: u64, t: u64| t > 0 && a.wrapping_add(b) as f64 >= t as f64;
+    // Converting to f64 keeps order, so an integer reaching the threshold converts to one
+    // that does; a smaller one can convert equal only from 2^53 on.
+    let crosses_u64 = |a: u64, b: u64, t: u64| {
+        let x = a.wrapping_add(b);
+        t > 0 && (x >= t || (x >= 1 << 53 && x as f64 >= t as f64))
+    };
     if crosses_u32(e.queries, w.queries, cfg.queries)
         || crosses_u32(e.distinct, w.distinct, cfg.distinct_subdomains)
         || crosses_u64(e.bytes_up, w.bytes_up, cfg.bytes_up)

@@ -603,3 +603,19 @@ fn may_alert_agrees_with_the_full_score() {
     // Both sides of the decision were exercised.
     assert!(maybe > 20_000 && maybe < 180_000 && alerts > 10_000, "{maybe} {alerts}");
 }
+
+#[test]
+fn has_ascii_upper_matches_the_byte_test() {
+    let mut r = Rng(3);
+    for n in 0..5000 {
+        let b: Vec<u8> = (0..n % 40).map(|_| r.next() as u8).collect();
+        assert_eq!(has_ascii_upper(&b), b.iter().any(|c| c.is_ascii_uppercase()), "{b:?}");
+    }
+    for c in 0..=255u8 {
+        for pos in 0..9 {
+            let mut b = vec![b'a'; 9];
+            b[pos] = c;
+            assert_eq!(has_ascii_upper(&b), c.is_ascii_uppercase(), "{c} at {pos}");
+        }
+    }
+}
