@@ -5,6 +5,7 @@
 //! presentation form `crate::dns` produces: a bare `.` always separates labels (a dot inside
 //! a label arrives escaped as `\046`), so splitting on `.` is safe.
 
+use super::features::NameFeatures;
 use std::collections::HashSet;
 
 /// A public suffix list parsed from the standard `public_suffix_list.dat` text: plain rules
@@ -283,29 +284,33 @@ impl NameClass {
 
 /// Names up to this many bytes are cached; longer ones (tunnel payloads, mostly, which
 /// never repeat) are classified afresh.
-const CACHED_NAME: usize = 58;
+const CACHED_NAME: usize = 88;
 const NAME_CACHE_SLOTS: usize = 1024;
 
-/// One cache line: the name and its class.
+/// Two cache lines: the name, its class and, once a query needed them, its subdomain's
+/// features.
 #[derive(Clone, Copy)]
 #[repr(align(64))]
 struct CachedName {
     len: u8,
     name: [u8; CACHED_NAME],
     class: NameClass,
+    features: Option<NameFeatures>,
 }
 
-/// A direct-mapped cache of `NameClass` by name. Every name is seen at least twice (query
-/// and response) and popular names far more often, while the allowlist's hash probes and the
-/// public suffix match cost hundreds of instructions a name. The classes depend only on the
-/// name and the two lists, so the owner clears the cache whenever a list changes.
+/// A direct-mapped cache of `NameClass` and `NameFeatures` by name. Every name is seen at
+/// least twice (query and response) and popular names far more often, while the
+/// allowlist's hash probes, the public suffix match and the features cost hundreds of
+/// instructions a name. Both depend only on the name and the two lists, so the owner clears
+/// the cache whenever a list changes.
 pub struct NameCache {
     slots: Box<[CachedName]>,
 }
 
 impl Default for NameCache {
     fn default() -> Self {
-        let empty = CachedName { len: 0, name: [0; CACHED_NAME], class: NameClass::default() };
+        let empty =
+            CachedName { len: 0, name: [0; CACHED_NAME], class: NameClass::default(), features: None };
         NameCache { slots: vec![empty; NAME_CACHE_SLOTS].into_boxed_slice() }
     }
 }
@@ -318,26 +323,48 @@ impl NameCache {
     }
 
     /// The class of `name` (lowercase, no trailing dot, not empty), from the cache or
-    /// computed and remembered.
-    pub fn class(&mut self, name: &str, allow: &DomainAllowList, list: &SuffixList) -> NameClass {
+    /// computed and remembered; with the slot that now holds `name`, if any.
+    pub fn class(
+        &mut self,
+        name: &str,
+        allow: &DomainAllowList,
+        list: &SuffixList,
+    ) -> (NameClass, Option<usize>) {
         let b = name.as_bytes();
         if b.is_empty() || b.len() > CACHED_NAME {
-            return NameClass::of(name, allow, list);
+            return (NameClass::of(name, allow, list), None);
         }
         let slot = (name_hash(b) >> 54) as usize % NAME_CACHE_SLOTS;
         let Some(e) = self.slots.get_mut(slot) else {
-            return NameClass::of(name, allow, list);
+            return (NameClass::of(name, allow, list), None);
         };
         if e.len as usize == b.len() && e.name.get(..b.len()) == Some(b) {
-            return e.class;
+            return (e.class, Some(slot));
         }
         let class = NameClass::of(name, allow, list);
-        if let Some(dst) = e.name.get_mut(..b.len()) {
-            dst.copy_from_slice(b);
-            e.len = b.len() as u8;
-            e.class = class;
+        let Some(dst) = e.name.get_mut(..b.len()) else {
+            return (class, None);
+        };
+        dst.copy_from_slice(b);
+        e.len = b.len() as u8;
+        e.class = class;
+        e.features = None;
+        (class, Some(slot))
+    }
+
+    /// The features of the subdomain of the name `class` returned `slot` for: remembered, or
+    /// computed by `compute` and remembered. Only for a name whose presentation form is the
+    /// lowercase one cached (features see case).
+    pub fn features(&mut self, slot: Option<usize>, compute: impl FnOnce() -> NameFeatures) -> NameFeatures {
+        let Some(e) = slot.and_then(|i| self.slots.get_mut(i)) else {
+            return compute();
+        };
+        if let Some(f) = e.features {
+            return f;
         }
-        class
+        let f = compute();
+        e.features = Some(f);
+        f
     }
 }
 
@@ -487,13 +514,19 @@ mod tests {
                 "3",
                 "\\046x",
                 "x".repeat(30).leak(),
+                "0123456789abcdefghij",
             ];
             for _ in 0..50_000 {
                 let n = 1 + r.below(5);
                 let name: Vec<&str> = (0..n).map(|_| parts[r.below(parts.len())]).collect();
                 let name = name.join(".");
-                let got = cache.class(&name, &allow, &list);
+                let (got, slot) = cache.class(&name, &allow, &list);
                 assert_eq!(got, NameClass::of(&name, &allow, &list), "{name}");
+                assert_eq!(slot.is_some(), name.len() <= CACHED_NAME, "{name}");
+                let sub = &name[..name.len().saturating_sub(got.rd_len as usize + 1)];
+                let want = super::super::features::name_features(sub);
+                let f = cache.features(slot, || super::super::features::name_features(sub));
+                assert_eq!(f, want, "{name}");
                 if !got.allowed {
                     assert_eq!(got.registered_domain(&name), registered_domain(&name, &list), "{name}");
                 } else {

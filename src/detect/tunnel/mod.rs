@@ -561,7 +561,8 @@ impl TunnelDetector {
         // 256 bytes of text are rare enough to allocate.
         let mut small: [u8; 256];
         let long;
-        let lower = if has_ascii_upper(raw.as_bytes()) {
+        let raw_is_lower = !has_ascii_upper(raw.as_bytes());
+        let lower = if !raw_is_lower {
             small = [0u8; 256];
             if let Some(dst) = small.get_mut(..raw.len()) {
                 dst.copy_from_slice(raw.as_bytes());
@@ -583,7 +584,7 @@ impl TunnelDetector {
             self.stats.allowlisted_client += 1;
             return;
         }
-        let class = self.names.class(lower, &self.allow, &self.suffixes);
+        let (class, cached) = self.names.class(lower, &self.allow, &self.suffixes);
         if class.allowed {
             self.stats.allowlisted_domain += 1;
             return;
@@ -626,7 +627,11 @@ impl TunnelDetector {
             g.last_query = ev.ts;
             // The subdomain: what is left of the registered domain and its joining dot.
             let sub = raw.get(..raw.len().saturating_sub(rd.len() + 1)).unwrap_or("");
-            let f = features::name_features(sub);
+            let f = if raw_is_lower {
+                self.names.features(cached, || features::name_features(sub))
+            } else {
+                features::name_features(sub)
+            };
             count_query(g, cfg, raw, sub, &f, q.qtype);
         }
         if ev.msg.response {
