@@ -388,6 +388,67 @@ impl GroupDomain {
     }
 }
 
+/// Bytes kept inline up to `INLINE_BYTES`, on the heap beyond. A group's example name and
+/// previous subdomain are short for nearly every group, and allocating both for each new
+/// group cost more than the rest of its set-up (and put each behind a pointer to cold
+/// memory).
+const INLINE_BYTES: usize = 38;
+
+#[derive(Clone, Debug)]
+enum SmallBytes {
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_BYTES],
+    },
+    /// Once on the heap, kept there: a group whose names outgrew the inline space is likely
+    /// to send more like them.
+    Heap(Vec<u8>),
+}
+
+impl Default for SmallBytes {
+    fn default() -> Self {
+        SmallBytes::Inline { len: 0, buf: [0; INLINE_BYTES] }
+    }
+}
+
+impl SmallBytes {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SmallBytes::Inline { len, buf } => buf.get(..*len as usize).unwrap_or(&[]),
+            SmallBytes::Heap(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the contents with `b`.
+    fn set(&mut self, b: &[u8]) {
+        match self {
+            SmallBytes::Heap(v) => {
+                v.clear();
+                v.extend_from_slice(b);
+            }
+            SmallBytes::Inline { len, buf } => match buf.get_mut(..b.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(b);
+                    *len = b.len() as u8;
+                }
+                None => *self = SmallBytes::Heap(b.to_vec()),
+            },
+        }
+    }
+
+    fn clear(&mut self) {
+        self.set(&[]);
+    }
+}
+
 #[derive(Debug)]
 struct Group {
     client: IpAddr,
@@ -413,9 +474,9 @@ struct Group {
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
     seen: Seen,
-    prev_name: Vec<u8>,
+    prev_name: SmallBytes,
     /// The longest query name of the window, for the alert.
-    example: String,
+    example: SmallBytes,
 }
 
 #[derive(Debug, Default)]
@@ -713,8 +774,8 @@ impl TunnelDetector {
             info_bits: 0.0,
             info_alerted: 0.0,
             seen: Seen::Empty,
-            prev_name: Vec::new(),
-            example: String::new(),
+            prev_name: SmallBytes::default(),
+            example: SmallBytes::default(),
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -971,8 +1032,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
         *c += 1;
     }
     if raw.len() > g.example.len() || g.example.is_empty() {
-        g.example.clear();
-        g.example.push_str(raw);
+        g.example.set(raw.as_bytes());
     }
     if f.sub_len as usize >= cfg.single_query_len as usize
         && f.alphabet.is_some()
@@ -993,9 +1053,8 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
     }
     let mut buf = [0u8; PREV_CAP];
     let dec = features::decoded(sub, &mut buf);
-    g.info_bits += features::info_bits(dec, &g.prev_name, f.entropy) as f64;
-    g.prev_name.clear();
-    g.prev_name.extend_from_slice(dec);
+    g.info_bits += features::info_bits(dec, g.prev_name.as_bytes(), f.entropy) as f64;
+    g.prev_name.set(dec);
 }
 
 fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
@@ -1146,7 +1205,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
     doc.insert("source.ip", g.client);
     doc.insert("destination.ip", g.server);
     doc.insert("dns.question.registered_domain", g.domain.as_str().to_string());
-    doc.insert("dns.question.name", g.example.clone());
+    doc.insert("dns.question.name", String::from_utf8_lossy(g.example.as_bytes()).into_owned());
     doc.insert("portent.window.start", Field::Time(w.start));
     doc.insert("portent.window.end", Field::Time(w.last));
     doc.insert("portent.tunnel.score", round2(score));

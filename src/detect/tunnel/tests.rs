@@ -559,7 +559,7 @@ fn may_alert_agrees_with_the_full_score() {
     let (mut maybe, mut alerts) = (0, 0);
     for round in 0..200_000 {
         let mut cfg = TunnelConfig::default();
-        let mut pick = |r: &mut Rng, d: u32| [0, 1, d / 2, d, d * 2][r.below(5)];
+        let pick = |r: &mut Rng, d: u32| [0, 1, d / 2, d, d * 2][r.below(5)];
         cfg.queries = pick(&mut r, 30);
         cfg.distinct_subdomains = pick(&mut r, 15);
         cfg.bytes_up = pick(&mut r, 3000) as u64;
@@ -618,4 +618,18 @@ fn has_ascii_upper_matches_the_byte_test() {
             assert_eq!(has_ascii_upper(&b), c.is_ascii_uppercase(), "{c} at {pos}");
         }
     }
+}
+
+#[test]
+fn small_bytes_hold_any_length() {
+    let mut b = SmallBytes::default();
+    assert!(b.is_empty());
+    for n in [0usize, 1, 37, 38, 39, 5, 200, 3, 0, 255] {
+        let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        b.set(&v);
+        assert_eq!(b.as_bytes(), &v[..]);
+        assert_eq!(b.len(), n);
+    }
+    b.clear();
+    assert!(b.is_empty());
 }
