@@ -1051,8 +1051,16 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
     if long {
         g.long_distinct += 1;
     }
-    let mut buf = [0u8; PREV_CAP];
-    let dec = features::decoded(sub, &mut buf);
+    // Zeroed only when needed: most names have no escape.
+    let mut buf: [u8; PREV_CAP];
+    let dec = match features::without_escapes(sub) {
+        Some(d) => d,
+        None => {
+            buf = [0u8; PREV_CAP];
+            let n = features::decode_into(sub, &mut buf);
+            buf.get(..n).unwrap_or(&[])
+        }
+    };
     g.info_bits += features::info_bits(dec, g.prev_name.as_bytes(), f.entropy) as f64;
     g.prev_name.set(dec);
 }
