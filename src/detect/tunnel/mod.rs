@@ -1124,7 +1124,7 @@ fn score(fs: &[Feature; N_FEATURES], cfg: &TunnelConfig, g: &Group) -> (f64, boo
 /// nothing builds no feature array and no merged window; any doubt falls through to the
 /// full score, which alone decides.
 fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
-    if !(cfg.threshold > 0.0) {
+    if cfg.threshold.is_nan() || cfg.threshold <= 0.0 {
         return true;
     }
     let (e, w) = (&g.earlier, &g.w);
@@ -1147,13 +1147,13 @@ fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
         return true;
     }
     // In integers: for a, b < 2^32 with b >= 1, a / b rounds to at least 1.0 exactly when
-    // a >= b (below, it is at most 1 - 2^-32, which f64 represents), and a u32 plus one is
-    // exact in f64.
+    // a >= b (below, it is at most 1 - 2^-32, which f64 represents); a u32 plus one is exact
+    // in f64, so reaching it is exceeding the u32.
     if g.long_queries >= cfg.long_name_queries.max(1) && g.long_distinct >= cfg.long_name_distinct.max(1) {
         return true;
     }
     let txt_null = w.txt_null_answers.saturating_add(e.txt_null_answers);
-    if txt_null as u64 >= cfg.txt_null_answers as u64 + 1 {
+    if txt_null > cfg.txt_null_answers {
         return true;
     }
     let info = g.info_bits / 8.0;
