@@ -56,10 +56,12 @@
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and hashes in arrays beside the slab: at the cap every message used to chase a
 //! per-client map, a boxed key and two neighbours' links through cold memory. Each group is
-//! a fixed-size record (its domain inline up to 46 bytes) plus at most `features::PREV_CAP`
-//! bytes of previous name, one `String` example and a 128-byte Bloom filter of name
-//! fingerprints; beside it 12 bytes of hash and links and an index entry. `expire` drops
-//! groups idle for a horizon.
+//! a fixed-size record (its domain inline up to 46 bytes, its example name and previous
+//! subdomain inline up to 38 bytes each, on the heap beyond) plus a 128-byte Bloom filter of
+//! name fingerprints; beside it 12 bytes of hash and links and an index entry. `expire`
+//! drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB) keeps the
+//! allowlist answer, registered domain and subdomain features of recent names
+//! (`domain::NameCache`): every name comes at least twice, as query and response.
 
 pub mod domain;
 pub mod features;
