@@ -5,6 +5,7 @@
 //! presentation form `crate::dns` produces: a bare `.` always separates labels (a dot inside
 //! a label arrives escaped as `\046`), so splitting on `.` is safe.
 
+use super::features::NameFeatures;
 use std::collections::HashSet;
 
 /// A public suffix list parsed from the standard `public_suffix_list.dat` text: plain rules
@@ -248,6 +249,148 @@ impl DomainAllowList {
     }
 }
 
+/// What the tunnel detector needs of a name before it finds the group: whether the domain
+/// allowlist covers it, and where its registered domain lies in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameClass {
+    pub allowed: bool,
+    pub rd_start: u16,
+    pub rd_len: u16,
+}
+
+impl NameClass {
+    /// Classifies `name` (lowercase, no trailing dot, not empty).
+    pub fn of(name: &str, allow: &DomainAllowList, list: &SuffixList) -> NameClass {
+        if allow.matching(name).is_some() {
+            return NameClass { allowed: true, rd_start: 0, rd_len: 0 };
+        }
+        let rd = registered_domain(name, list);
+        // `rd` is borrowed from `name` (a suffix, or the first label), so its offset is the
+        // distance between the two pointers.
+        let start = (rd.as_ptr() as usize).wrapping_sub(name.as_ptr() as usize);
+        if start.saturating_add(rd.len()) > name.len() {
+            // Only the empty name's "." is not part of it.
+            return NameClass { allowed: false, rd_start: 0, rd_len: name.len() as u16 };
+        }
+        NameClass { allowed: false, rd_start: start as u16, rd_len: rd.len() as u16 }
+    }
+
+    /// The registered domain within the `name` this class was made for.
+    pub fn registered_domain<'a>(&self, name: &'a str) -> &'a str {
+        let start = self.rd_start as usize;
+        name.get(start..start + self.rd_len as usize).unwrap_or(name)
+    }
+}
+
+/// Names up to this many bytes are cached; longer ones (tunnel payloads, mostly, which
+/// never repeat) are classified afresh.
+const CACHED_NAME: usize = 88;
+const NAME_CACHE_SLOTS: usize = 1024;
+
+/// Two cache lines: the name, its class and, once a query needed them, its subdomain's
+/// features.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct CachedName {
+    len: u8,
+    name: [u8; CACHED_NAME],
+    class: NameClass,
+    features: Option<NameFeatures>,
+}
+
+/// A direct-mapped cache of `NameClass` and `NameFeatures` by name. Every name is seen at
+/// least twice (query and response) and popular names far more often, while the
+/// allowlist's hash probes, the public suffix match and the features cost hundreds of
+/// instructions a name. Both depend only on the name and the two lists, so the owner clears
+/// the cache whenever a list changes.
+pub struct NameCache {
+    slots: Box<[CachedName]>,
+}
+
+impl Default for NameCache {
+    fn default() -> Self {
+        let empty =
+            CachedName { len: 0, name: [0; CACHED_NAME], class: NameClass::default(), features: None };
+        NameCache { slots: vec![empty; NAME_CACHE_SLOTS].into_boxed_slice() }
+    }
+}
+
+impl NameCache {
+    pub fn clear(&mut self) {
+        for s in self.slots.iter_mut() {
+            s.len = 0;
+        }
+    }
+
+    /// The class of `name` (lowercase, no trailing dot, not empty), from the cache or
+    /// computed and remembered; with the slot that now holds `name`, if any.
+    pub fn class(
+        &mut self,
+        name: &str,
+        allow: &DomainAllowList,
+        list: &SuffixList,
+    ) -> (NameClass, Option<usize>) {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > CACHED_NAME {
+            return (NameClass::of(name, allow, list), None);
+        }
+        let slot = (name_hash(b) >> 54) as usize % NAME_CACHE_SLOTS;
+        let Some(e) = self.slots.get_mut(slot) else {
+            return (NameClass::of(name, allow, list), None);
+        };
+        if e.len as usize == b.len() && e.name.get(..b.len()) == Some(b) {
+            return (e.class, Some(slot));
+        }
+        let class = NameClass::of(name, allow, list);
+        let Some(dst) = e.name.get_mut(..b.len()) else {
+            return (class, None);
+        };
+        dst.copy_from_slice(b);
+        e.len = b.len() as u8;
+        e.class = class;
+        e.features = None;
+        (class, Some(slot))
+    }
+
+    /// The features of the subdomain of the name `class` returned `slot` for: remembered, or
+    /// computed by `compute` and remembered. Only for a name whose presentation form is the
+    /// lowercase one cached (features see case).
+    pub fn features(&mut self, slot: Option<usize>, compute: impl FnOnce() -> NameFeatures) -> NameFeatures {
+        let Some(e) = slot.and_then(|i| self.slots.get_mut(i)) else {
+            return compute();
+        };
+        if let Some(f) = e.features {
+            return f;
+        }
+        let f = compute();
+        e.features = Some(f);
+        f
+    }
+}
+
+/// A cheap hash of a short name, eight bytes at a time: it only spreads names over the
+/// cache's slots, whose hits compare the whole name.
+fn name_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        if let Some(dst) = w.get_mut(..rest.len()) {
+            dst.copy_from_slice(rest);
+        }
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h.wrapping_mul(K)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +488,53 @@ mod tests {
         }
         assert!(a.matching("www.example.com").is_none());
         assert!(a.matching("vaaaakardli.pirate.sea").is_none());
+    }
+
+    #[test]
+    fn name_cache_returns_what_it_would_compute() {
+        let allow = DomainAllowList::parse(DEFAULT_ALLOWLIST);
+        let file = SuffixList::File(SuffixSet::parse(MINI_PSL).unwrap());
+        let mut r = crate::testutil::Rng(11);
+        for list in [SuffixList::Builtin, file] {
+            let mut cache = NameCache::default();
+            let parts = [
+                "www",
+                "a",
+                "_tcp",
+                "example",
+                "co",
+                "uk",
+                "com",
+                "in-addr",
+                "arpa",
+                "ck",
+                "local",
+                "spamhaus",
+                "org",
+                "3",
+                "\\046x",
+                "x".repeat(30).leak(),
+                "0123456789abcdefghij",
+            ];
+            for _ in 0..50_000 {
+                let n = 1 + r.below(5);
+                let name: Vec<&str> = (0..n).map(|_| parts[r.below(parts.len())]).collect();
+                let name = name.join(".");
+                let (got, slot) = cache.class(&name, &allow, &list);
+                assert_eq!(got, NameClass::of(&name, &allow, &list), "{name}");
+                assert_eq!(slot.is_some(), name.len() <= CACHED_NAME, "{name}");
+                let sub = &name[..name.len().saturating_sub(got.rd_len as usize + 1)];
+                let want = super::super::features::name_features(sub);
+                let f = cache.features(slot, || super::super::features::name_features(sub));
+                assert_eq!(f, want, "{name}");
+                if !got.allowed {
+                    assert_eq!(got.registered_domain(&name), registered_domain(&name, &list), "{name}");
+                } else {
+                    assert!(allow.matching(&name).is_some());
+                }
+            }
+            cache.clear();
+            assert!(cache.slots.iter().all(|s| s.len == 0));
+        }
     }
 }

@@ -95,15 +95,47 @@ impl Iterator for Decoded<'_> {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
+/// Character classes of a decoded byte, as bit flags: one table look-up a byte instead of a
+/// chain of range tests.
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
+/// A letter beyond `f`/`F`: not hex.
+const HIGH_LETTER: u8 = 8;
+const B64_PUNCT: u8 = 16;
+const OTHER: u8 = 32;
+/// Outside printable ASCII; the highest flag, so that `class >> 6` counts it.
+const BINARY: u8 = 64;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'A'..=b'F' => UPPER,
+            b'G'..=b'Z' => UPPER | HIGH_LETTER,
+            b'a'..=b'f' => LOWER,
+            b'g'..=b'z' => LOWER | HIGH_LETTER,
+            b'0'..=b'9' => DIGIT,
+            b'+' | b'/' | b'=' | b'*' => B64_PUNCT,
+            0x21..=0x7e => OTHER,
+            _ => BINARY,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Measures `sub`, the subdomain in presentation form (may be empty).
 pub fn name_features(sub: &str) -> NameFeatures {
     let mut hist = [0u16; 256];
-    // The byte values present, so that entropy visits only those bins.
+    // The byte values present, in order of first appearance: entropy visits only those bins,
+    // always in that order, so that its float sum is the same on every build.
     let mut present = [0u8; 256];
     let mut n_present = 0usize;
     let (mut len, mut label, mut max_label, mut payload) = (0u32, 0u32, 0u32, 0u32);
-    let (mut upper, mut lower, mut digit, mut high_letter) = (false, false, false, false);
-    let (mut b64_punct, mut other, mut binary) = (false, 0u32, 0u32);
+    let (mut classes, mut binary) = (0u8, 0u32);
     let mut fp = FNV_OFFSET;
     for item in (Decoded { s: sub.as_bytes(), i: 0 }) {
         len += 1;
@@ -125,24 +157,14 @@ pub fn name_features(sub: &str) -> NameFeatures {
             *h = h.saturating_add(1);
         }
         fp = (fp ^ b.to_ascii_lowercase() as u64).wrapping_mul(FNV_PRIME);
-        match b {
-            b'A'..=b'Z' => {
-                upper = true;
-                high_letter |= b > b'F';
-            }
-            b'a'..=b'z' => {
-                lower = true;
-                high_letter |= b > b'f';
-            }
-            b'0'..=b'9' => digit = true,
-            b'+' | b'/' | b'=' | b'*' => b64_punct = true,
-            b'-' | b'_' => other += 1,
-            0x21..=0x7e => other += 1,
-            _ => binary += 1,
-        }
+        let c = CLASS.get(b as usize).copied().unwrap_or(BINARY);
+        classes |= c;
+        binary += (c >> 6) as u32;
     }
     max_label = max_label.max(label);
     let entropy = entropy_of(&hist, present.get(..n_present).unwrap_or(&[]), payload);
+    let has = |flag: u8| classes & flag != 0;
+    let (upper, lower, digit, high_letter) = (has(UPPER), has(LOWER), has(DIGIT), has(HIGH_LETTER));
     let alphabet = if (payload as usize) < ENCODED_MIN_LEN {
         None
     } else if binary * 10 >= payload {
@@ -151,9 +173,9 @@ pub fn name_features(sub: &str) -> NameFeatures {
         Some(Alphabet::Binary)
     } else if binary > 0 {
         None
-    } else if (upper && lower && digit) || (b64_punct && (upper || lower)) {
+    } else if (upper && lower && digit) || (has(B64_PUNCT) && (upper || lower)) {
         Some(Alphabet::Base64)
-    } else if other > 0 {
+    } else if has(OTHER) {
         None
     } else if digit && !high_letter && (upper || lower) {
         Some(Alphabet::Hex)
@@ -169,16 +191,45 @@ fn entropy_of(hist: &[u16; 256], present: &[u8], n: u32) -> f32 {
     if n == 0 {
         return 0.0;
     }
+    let row = plogp_table().get(n as usize);
     let n = n as f32;
     let mut h = 0.0f32;
     for &b in present {
         let c = hist.get(b as usize).copied().unwrap_or(0);
         if c != 0 {
-            let p = c as f32 / n;
-            h -= p * p.log2();
+            let term = match row.and_then(|r| r.get(c as usize)) {
+                Some(&t) => t,
+                None => plogp(c, n),
+            };
+            h -= term;
         }
     }
     h
+}
+
+/// `p × log2 p` for `c` of `n` bytes. The table holds exactly these f32 values, computed by
+/// the same operations, so entropy comes out bit for bit as without it.
+fn plogp(c: u16, n: f32) -> f32 {
+    let p = c as f32 / n;
+    p * p.log2()
+}
+
+/// Payloads up to this many bytes (nearly every host name) take `p × log2 p` from a table
+/// instead of calling `log2` per distinct byte.
+const PLOGP_MAX: usize = 64;
+
+fn plogp_table() -> &'static [[f32; PLOGP_MAX + 1]; PLOGP_MAX + 1] {
+    static TABLE: std::sync::OnceLock<Box<[[f32; PLOGP_MAX + 1]; PLOGP_MAX + 1]>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Box::new([[0f32; PLOGP_MAX + 1]; PLOGP_MAX + 1]);
+        for (n, row) in t.iter_mut().enumerate().skip(1) {
+            for (c, v) in row.iter_mut().enumerate().take(n + 1).skip(1) {
+                *v = plogp(c as u16, n as f32);
+            }
+        }
+        t
+    })
 }
 
 /// Cost, in bits, of naming a back-reference in the info estimate: roughly what DEFLATE
@@ -220,6 +271,16 @@ pub fn info_bits(decoded: &[u8], prev: &[u8], entropy: f32) -> f32 {
         }
     }
     bits + literals as f32 * entropy.clamp(1.0, 8.0)
+}
+
+/// `sub` (presentation form) as `decode_into` would decode it, when it has no escape (nearly
+/// always): the text is then its own decoding, dots kept, cut at `PREV_CAP` bytes.
+pub fn without_escapes(sub: &str) -> Option<&[u8]> {
+    let b = sub.as_bytes();
+    if b.contains(&b'\\') {
+        return None;
+    }
+    Some(b.get(..PREV_CAP).unwrap_or(b))
 }
 
 /// Decodes `sub` (presentation form) into `out`, dots kept, at most `PREV_CAP` bytes.
@@ -337,5 +398,64 @@ mod tests {
         assert_eq!(&buf[..4], b"a\xc8.b");
         let long = "x".repeat(1000);
         assert_eq!(decode_into(&long, &mut buf), PREV_CAP);
+    }
+
+    #[test]
+    fn without_escapes_matches_decode_into() {
+        let mut r = crate::testutil::Rng(5);
+        let alphabet = b"ab.Z9\\0123-=";
+        for n in 0..400 {
+            let s = r.text(alphabet, n % 300);
+            let mut a = [0u8; PREV_CAP];
+            let k = decode_into(&s, &mut a);
+            if let Some(d) = without_escapes(&s) {
+                assert_eq!(d, &a[..k], "{s}");
+            } else {
+                assert!(s.contains('\\'));
+            }
+        }
+    }
+
+    /// The class table against the range tests it replaced, for every byte value.
+    #[test]
+    fn class_table_matches_the_ranges() {
+        for b in 0..=255u8 {
+            let want = match b {
+                b'A'..=b'Z' => UPPER | if b > b'F' { HIGH_LETTER } else { 0 },
+                b'a'..=b'z' => LOWER | if b > b'f' { HIGH_LETTER } else { 0 },
+                b'0'..=b'9' => DIGIT,
+                b'+' | b'/' | b'=' | b'*' => B64_PUNCT,
+                b'-' | b'_' => OTHER,
+                0x21..=0x7e => OTHER,
+                _ => BINARY,
+            };
+            assert_eq!(CLASS[b as usize], want, "{b}");
+        }
+    }
+
+    /// The table path against the direct computation, bit for bit, around its edge.
+    #[test]
+    fn entropy_table_is_bit_identical() {
+        let mut r = crate::testutil::Rng(9);
+        for len in 1..200usize {
+            for _ in 0..20 {
+                let k = 1 + r.below(40);
+                let b: Vec<u8> = (0..len).map(|_| b'a' + r.below(k) as u8).collect();
+                let mut hist = [0u16; 256];
+                let mut present = Vec::new();
+                for &x in &b {
+                    if hist[x as usize] == 0 {
+                        present.push(x);
+                    }
+                    hist[x as usize] += 1;
+                }
+                let mut want = 0.0f32;
+                for &x in &present {
+                    want -= plogp(hist[x as usize], len as f32);
+                }
+                let got = entropy_of(&hist, &present, len as u32);
+                assert_eq!(got.to_bits(), want.to_bits(), "{len}");
+            }
+        }
     }
 }

@@ -56,10 +56,12 @@
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and hashes in arrays beside the slab: at the cap every message used to chase a
 //! per-client map, a boxed key and two neighbours' links through cold memory. Each group is
-//! a fixed-size record (its domain inline up to 46 bytes) plus at most `features::PREV_CAP`
-//! bytes of previous name, one `String` example and a 128-byte Bloom filter of name
-//! fingerprints; beside it 12 bytes of hash and links and an index entry. `expire` drops
-//! groups idle for a horizon.
+//! a fixed-size record (its domain inline up to 46 bytes, its example name and previous
+//! subdomain inline up to 38 bytes each, on the heap beyond) plus a 128-byte Bloom filter of
+//! name fingerprints; beside it 12 bytes of hash and links and an index entry. `expire`
+//! drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB) keeps the
+//! allowlist answer, registered domain and subdomain features of recent names
+//! (`domain::NameCache`): every name comes at least twice, as query and response.
 
 pub mod domain;
 pub mod features;
@@ -73,7 +75,7 @@ use crate::dns::rtype;
 use crate::net::CidrSet;
 use crate::output::doc::{Field, Key};
 use crate::{Nanos, NANOS_PER_SEC};
-use domain::{DomainAllowList, SuffixList, SuffixSet};
+use domain::{DomainAllowList, NameCache, SuffixList, SuffixSet};
 use features::{Alphabet, NameFeatures, MAX_NAME_TEXT, PREV_CAP};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -388,6 +390,67 @@ impl GroupDomain {
     }
 }
 
+/// Bytes kept inline up to `INLINE_BYTES`, on the heap beyond. A group's example name and
+/// previous subdomain are short for nearly every group, and allocating both for each new
+/// group cost more than the rest of its set-up (and put each behind a pointer to cold
+/// memory).
+const INLINE_BYTES: usize = 38;
+
+#[derive(Clone, Debug)]
+enum SmallBytes {
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_BYTES],
+    },
+    /// Once on the heap, kept there: a group whose names outgrew the inline space is likely
+    /// to send more like them.
+    Heap(Vec<u8>),
+}
+
+impl Default for SmallBytes {
+    fn default() -> Self {
+        SmallBytes::Inline { len: 0, buf: [0; INLINE_BYTES] }
+    }
+}
+
+impl SmallBytes {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SmallBytes::Inline { len, buf } => buf.get(..*len as usize).unwrap_or(&[]),
+            SmallBytes::Heap(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the contents with `b`.
+    fn set(&mut self, b: &[u8]) {
+        match self {
+            SmallBytes::Heap(v) => {
+                v.clear();
+                v.extend_from_slice(b);
+            }
+            SmallBytes::Inline { len, buf } => match buf.get_mut(..b.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(b);
+                    *len = b.len() as u8;
+                }
+                None => *self = SmallBytes::Heap(b.to_vec()),
+            },
+        }
+    }
+
+    fn clear(&mut self) {
+        self.set(&[]);
+    }
+}
+
 #[derive(Debug)]
 struct Group {
     client: IpAddr,
@@ -413,9 +476,9 @@ struct Group {
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
     seen: Seen,
-    prev_name: Vec<u8>,
+    prev_name: SmallBytes,
     /// The longest query name of the window, for the alert.
-    example: String,
+    example: SmallBytes,
 }
 
 #[derive(Debug, Default)]
@@ -433,6 +496,8 @@ pub struct TunnelDetector {
     cfg: TunnelConfig,
     suffixes: SuffixList,
     allow: DomainAllowList,
+    /// Allowlist and registered-domain answers for recent names.
+    names: NameCache,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
     /// Beside each slot: its (client, domain) hash, and its (previous, next) links in the
@@ -509,6 +574,7 @@ impl TunnelDetector {
         let reserve = cfg.max_groups.clamp(1, MAX_RESERVED_GROUPS);
         Ok(TunnelDetector {
             allow: domain_allowlist(&cfg),
+            names: NameCache::default(),
             cfg,
             suffixes,
             clients: HashMap::default(),
@@ -534,6 +600,7 @@ impl TunnelDetector {
     pub fn set_lists(&mut self, lists: &crate::detect::lists::Lists) {
         lists.apply_tunnel(&mut self.cfg);
         self.allow = domain_allowlist(&self.cfg);
+        self.names.clear();
     }
 
     pub fn stats(&self) -> TunnelStats {
@@ -555,9 +622,11 @@ impl TunnelDetector {
         // UTF-8 valid and byte offsets unchanged.
         // A stack buffer of a full MAX_NAME_TEXT was zeroed on every message; names over
         // 256 bytes of text are rare enough to allocate.
-        let mut small = [0u8; 256];
+        let mut small: [u8; 256];
         let long;
-        let lower = if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        let raw_is_lower = !has_ascii_upper(raw.as_bytes());
+        let lower = if !raw_is_lower {
+            small = [0u8; 256];
             if let Some(dst) = small.get_mut(..raw.len()) {
                 dst.copy_from_slice(raw.as_bytes());
                 dst.make_ascii_lowercase();
@@ -578,11 +647,12 @@ impl TunnelDetector {
             self.stats.allowlisted_client += 1;
             return;
         }
-        if self.allow.matching(lower).is_some() {
+        let (class, cached) = self.names.class(lower, &self.allow, &self.suffixes);
+        if class.allowed {
             self.stats.allowlisted_domain += 1;
             return;
         }
-        let rd = registered_domain(lower, &self.suffixes);
+        let rd = class.registered_domain(lower);
         let idx = self.group_index(ev.client, rd, ev.ts);
         let cfg = &self.cfg;
         let Some(Some(g)) = self.slots.get_mut(idx as usize) else {
@@ -620,7 +690,11 @@ impl TunnelDetector {
             g.last_query = ev.ts;
             // The subdomain: what is left of the registered domain and its joining dot.
             let sub = raw.get(..raw.len().saturating_sub(rd.len() + 1)).unwrap_or("");
-            let f = features::name_features(sub);
+            let f = if raw_is_lower {
+                self.names.features(cached, || features::name_features(sub))
+            } else {
+                features::name_features(sub)
+            };
             count_query(g, cfg, raw, sub, &f, q.qtype);
         }
         if ev.msg.response {
@@ -633,7 +707,7 @@ impl TunnelDetector {
                 ev.msg.answers.iter().filter(|r| r.rtype == rtype::TXT || r.rtype == rtype::NULL).count();
             g.w.txt_null_answers = g.w.txt_null_answers.saturating_add(tn as u32);
         }
-        if ev.ts >= g.quiet_until {
+        if ev.ts >= g.quiet_until && may_alert(g, cfg) {
             let fs = group_features(g, cfg);
             let (score, info_crossed) = score(&fs, cfg, g);
             if score >= cfg.threshold {
@@ -702,8 +776,8 @@ impl TunnelDetector {
             info_bits: 0.0,
             info_alerted: 0.0,
             seen: Seen::Empty,
-            prev_name: Vec::new(),
-            example: String::new(),
+            prev_name: SmallBytes::default(),
+            example: SmallBytes::default(),
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -782,17 +856,22 @@ impl TunnelDetector {
 
     fn remove_group(&mut self, i: u32) {
         self.unlink(i);
-        let Some(g) = self.slots.get_mut(i as usize).and_then(Option::take) else {
+        // Dropped where it lies: taking it out first copied the whole group.
+        let Some(slot) = self.slots.get_mut(i as usize) else {
             return;
         };
+        let Some(client) = slot.as_ref().map(|g| g.client) else {
+            return;
+        };
+        *slot = None;
         let h = self.hashes.get(i as usize).copied().unwrap_or(0);
         if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
             e.remove();
         }
-        if let Some(c) = self.clients.get_mut(&g.client) {
+        if let Some(c) = self.clients.get_mut(&client) {
             c.groups = c.groups.saturating_sub(1);
             if c.groups == 0 {
-                self.clients.remove(&g.client);
+                self.clients.remove(&client);
             }
         }
         self.free.push(i);
@@ -909,6 +988,30 @@ impl TunnelDetector {
     }
 }
 
+/// Whether `b` has an ASCII capital, eight bytes at a time: most names have none, and then
+/// need no lowercase copy.
+fn has_ascii_upper(b: &[u8]) -> bool {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let upper_in = |x: u64| {
+        // With each byte's top bit cleared no addition carries into the next byte; bit 7 of
+        // `y + 0x3f` is set from 'A' (0x41) on, of `y + 0x25` from past 'Z' (0x5a).
+        let y = x & LOW7;
+        let from_a = y.wrapping_add(0x3f3f_3f3f_3f3f_3f3f);
+        let past_z = y.wrapping_add(0x2525_2525_2525_2525);
+        from_a & !past_z & !x & HIGH != 0
+    };
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if upper_in(u64::from_le_bytes(w)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|b| b.is_ascii_uppercase())
+}
+
 fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &NameFeatures, qtype: u16) {
     let w = &mut g.w;
     w.queries += 1;
@@ -931,8 +1034,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
         *c += 1;
     }
     if raw.len() > g.example.len() || g.example.is_empty() {
-        g.example.clear();
-        g.example.push_str(raw);
+        g.example.set(raw.as_bytes());
     }
     if f.sub_len as usize >= cfg.single_query_len as usize
         && f.alphabet.is_some()
@@ -951,12 +1053,18 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
     if long {
         g.long_distinct += 1;
     }
-    let mut dec = [0u8; PREV_CAP];
-    let n = features::decode_into(sub, &mut dec);
-    let dec = dec.get(..n).unwrap_or(&[]);
-    g.info_bits += features::info_bits(dec, &g.prev_name, f.entropy) as f64;
-    g.prev_name.clear();
-    g.prev_name.extend_from_slice(dec);
+    // Zeroed only when needed: most names have no escape.
+    let mut buf: [u8; PREV_CAP];
+    let dec = match features::without_escapes(sub) {
+        Some(d) => d,
+        None => {
+            buf = [0u8; PREV_CAP];
+            let n = features::decode_into(sub, &mut buf);
+            buf.get(..n).unwrap_or(&[])
+        }
+    };
+    g.info_bits += features::info_bits(dec, g.prev_name.as_bytes(), f.entropy) as f64;
+    g.prev_name.set(dec);
 }
 
 fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
@@ -1010,6 +1118,49 @@ fn score(fs: &[Feature; N_FEATURES], cfg: &TunnelConfig, g: &Group) -> (f64, boo
         }
     }
     (s * v + cfg.threshold * r, info)
+}
+
+/// False only when `score` cannot reach the threshold: with a positive threshold that
+/// needs a volume feature (else `S × V` is 0) or a standalone rule. Reads the two halves
+/// directly, as `Window::merged` would combine them, so the common message that crosses
+/// nothing builds no feature array and no merged window; any doubt falls through to the
+/// full score, which alone decides.
+fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
+    if cfg.threshold.is_nan() || cfg.threshold <= 0.0 {
+        return true;
+    }
+    let (e, w) = (&g.earlier, &g.w);
+    // An empty half has every counter at zero, so plain sums equal what `merged` returns;
+    // wrapping as the release build's `+=` does.
+    let crosses_u32 = |a: u32, b: u32, t: u32| t > 0 && a.wrapping_add(b) >= t;
+    // Converting to f64 keeps order, so an integer reaching the threshold converts to one
+    // that does; a smaller one can convert equal only from 2^53 on.
+    let crosses_u64 = |a: u64, b: u64, t: u64| {
+        let x = a.wrapping_add(b);
+        t > 0 && (x >= t || (x >= 1 << 53 && x as f64 >= t as f64))
+    };
+    if crosses_u32(e.queries, w.queries, cfg.queries)
+        || crosses_u32(e.distinct, w.distinct, cfg.distinct_subdomains)
+        || crosses_u64(e.bytes_up, w.bytes_up, cfg.bytes_up)
+        || crosses_u64(e.bytes_down, w.bytes_down, cfg.bytes_down)
+        || e.single_query
+        || w.single_query
+    {
+        return true;
+    }
+    // In integers: for a, b < 2^32 with b >= 1, a / b rounds to at least 1.0 exactly when
+    // a >= b (below, it is at most 1 - 2^-32, which f64 represents); a u32 plus one is exact
+    // in f64, so reaching it is exceeding the u32.
+    if g.long_queries >= cfg.long_name_queries.max(1) && g.long_distinct >= cfg.long_name_distinct.max(1) {
+        return true;
+    }
+    let txt_null = w.txt_null_answers.saturating_add(e.txt_null_answers);
+    if txt_null > cfg.txt_null_answers {
+        return true;
+    }
+    let info = g.info_bits / 8.0;
+    let info_threshold = cfg.info_bytes as f64;
+    info_threshold > 0.0 && info >= info_threshold && info >= g.info_alerted + info_threshold
 }
 
 fn round2(x: f64) -> f64 {
@@ -1073,7 +1224,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
     doc.insert("source.ip", g.client);
     doc.insert("destination.ip", g.server);
     doc.insert("dns.question.registered_domain", g.domain.as_str().to_string());
-    doc.insert("dns.question.name", g.example.clone());
+    doc.insert("dns.question.name", String::from_utf8_lossy(g.example.as_bytes()).into_owned());
     doc.insert("portent.window.start", Field::Time(w.start));
     doc.insert("portent.window.end", Field::Time(w.last));
     doc.insert("portent.tunnel.score", round2(score));

@@ -511,3 +511,125 @@ fn the_horizon_feature_is_where_score_looks_for_it() {
     let g = d.slots[i as usize].as_ref().unwrap();
     assert_eq!(group_features(g, &d.cfg)[HORIZON_FEATURE].name, "info_bytes_horizon");
 }
+
+/// A window with counters up to `level` quarters of about the default thresholds, empty
+/// one time in four.
+fn random_window(r: &mut Rng, level: usize) -> Window {
+    let mut n = |k: usize| r.below(k * level / 4) as u32;
+    if n(4) == 0 {
+        return Window { start: T0, last: T0, ..Window::default() };
+    }
+    let mut w = Window {
+        start: T0,
+        last: T0 + 5 * SEC,
+        queries: n(40),
+        responses: n(40),
+        distinct: n(20),
+        sub_len_sum: n(4000) as u64,
+        max_sub: n(80),
+        max_label: n(64),
+        entropy_sum: n(200) as f64 / 7.0,
+        entropy_n: n(40),
+        txt_null_answers: n(60),
+        nxdomain: n(40),
+        bytes_up: n(4000) as u64,
+        bytes_down: n(10_000) as u64,
+        single_query: n(8) == 0,
+        ..Window::default()
+    };
+    for c in w.encoded.iter_mut().chain(w.types.iter_mut()) {
+        *c = n(20);
+    }
+    if w.queries == 0 && w.responses == 0 {
+        w.queries = 1;
+    }
+    w
+}
+
+/// The pre-check before the score says "maybe" exactly when a volume feature or a
+/// standalone rule counts, and never skips a group whose full score reaches the threshold,
+/// over random groups and configurations with thresholds of zero and odd score thresholds.
+#[test]
+fn may_alert_agrees_with_the_full_score() {
+    let mut r = Rng(0x5eed);
+    let mut d = det();
+    let mut out = Vec::new();
+    feed(&mut d, T0, "10.9.0.1", &query("a.example.com", 1), &mut out);
+    let i = d.slot_of(ip("10.9.0.1"), "example.com").unwrap() as usize;
+    let (mut maybe, mut alerts) = (0, 0);
+    for round in 0..200_000 {
+        let mut cfg = TunnelConfig::default();
+        let pick = |r: &mut Rng, d: u32| [0, 1, d / 2, d, d * 2][r.below(5)];
+        cfg.queries = pick(&mut r, 30);
+        cfg.distinct_subdomains = pick(&mut r, 15);
+        cfg.bytes_up = pick(&mut r, 3000) as u64;
+        cfg.bytes_down = pick(&mut r, 8000) as u64;
+        cfg.long_name_queries = pick(&mut r, 25);
+        cfg.long_name_distinct = pick(&mut r, 15);
+        cfg.txt_null_answers = pick(&mut r, 50);
+        cfg.info_bytes = pick(&mut r, 4096) as u64;
+        cfg.subdomain_len = pick(&mut r, 50);
+        cfg.label_len = pick(&mut r, 40);
+        cfg.threshold = [4.0, 0.5, 1.0, 0.0, -1.0, 8.0, f64::NAN, f64::INFINITY][r.below(8)];
+        let g = d.slots[i].as_mut().unwrap();
+        let level = 1 + r.below(4);
+        g.w = random_window(&mut r, level);
+        g.earlier = random_window(&mut r, level);
+        g.long_queries = r.below(15 * level) as u32;
+        g.long_distinct = r.below(10 * level) as u32;
+        g.info_bits = r.below(20_000 * level) as f64 / 1.5;
+        g.info_alerted = [0.0, r.below(10_000) as f64 / 3.0][r.below(2)];
+        let g = d.slots[i].as_ref().unwrap();
+        let fs = group_features(g, &cfg);
+        let (s, _) = score(&fs, &cfg, g);
+        let counts = fs.iter().enumerate().any(|(k, f)| match f.kind {
+            Kind::Volume => f.crossed(),
+            Kind::Standalone if k == HORIZON_FEATURE => {
+                f.crossed() && f.value >= g.info_alerted + cfg.info_bytes as f64
+            }
+            Kind::Standalone => f.crossed(),
+            _ => false,
+        });
+        let fast = may_alert(g, &cfg);
+        if cfg.threshold > 0.0 {
+            assert_eq!(fast, counts, "round {round}");
+        } else {
+            assert!(fast, "round {round}");
+        }
+        assert!(fast || s < cfg.threshold || s.is_nan(), "round {round}: score {s}");
+        maybe += fast as u32;
+        alerts += (s >= cfg.threshold) as u32;
+    }
+    // Both sides of the decision were exercised.
+    assert!(maybe > 20_000 && maybe < 180_000 && alerts > 10_000, "{maybe} {alerts}");
+}
+
+#[test]
+fn has_ascii_upper_matches_the_byte_test() {
+    let mut r = Rng(3);
+    for n in 0..5000 {
+        let b: Vec<u8> = (0..n % 40).map(|_| r.next() as u8).collect();
+        assert_eq!(has_ascii_upper(&b), b.iter().any(|c| c.is_ascii_uppercase()), "{b:?}");
+    }
+    for c in 0..=255u8 {
+        for pos in 0..9 {
+            let mut b = vec![b'a'; 9];
+            b[pos] = c;
+            assert_eq!(has_ascii_upper(&b), c.is_ascii_uppercase(), "{c} at {pos}");
+        }
+    }
+}
+
+#[test]
+fn small_bytes_hold_any_length() {
+    let mut b = SmallBytes::default();
+    assert!(b.is_empty());
+    for n in [0usize, 1, 37, 38, 39, 5, 200, 3, 0, 255] {
+        let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        b.set(&v);
+        assert_eq!(b.as_bytes(), &v[..]);
+        assert_eq!(b.len(), n);
+    }
+    b.clear();
+    assert!(b.is_empty());
+}
