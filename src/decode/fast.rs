@@ -51,13 +51,53 @@ impl Addrs<'_> {
     }
 }
 
+/// The transport of a `Headers`, the TCP flags still in their byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp { seq: u32, flags: u8 },
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+impl Transport {
+    #[inline(always)]
+    pub fn proto(self) -> Proto {
+        match self {
+            Transport::Udp => Proto::Udp,
+            Transport::Tcp { seq, flags } => Proto::Tcp {
+                seq,
+                syn: flags & TCP_SYN != 0,
+                ack: flags & TCP_ACK != 0,
+                fin: flags & TCP_FIN != 0,
+                rst: flags & TCP_RST != 0,
+            },
+        }
+    }
+
+    /// The inverse of `proto`, for packets etherparse decoded.
+    pub fn of(proto: Proto) -> Transport {
+        match proto {
+            Proto::Udp => Transport::Udp,
+            Proto::Tcp { seq, syn, ack, fin, rst } => {
+                let bit = |set: bool, b: u8| if set { b } else { 0 };
+                let flags = bit(syn, TCP_SYN) | bit(ack, TCP_ACK) | bit(fin, TCP_FIN) | bit(rst, TCP_RST);
+                Transport::Tcp { seq, flags }
+            }
+        }
+    }
+}
+
 /// What `packet` finds, with the addresses left in the header.
 #[derive(Clone, Copy, Debug)]
 pub struct Headers<'a> {
     pub addrs: Addrs<'a>,
     pub sport: u16,
     pub dport: u16,
-    pub proto: Proto,
+    pub transport: Transport,
     pub payload: &'a [u8],
 }
 
@@ -69,7 +109,7 @@ impl<'a> Headers<'a> {
             dst: self.addrs.dst(),
             sport: self.sport,
             dport: self.dport,
-            proto: self.proto,
+            proto: self.transport.proto(),
             payload: self.payload,
         }
     }
@@ -132,7 +172,13 @@ fn udp<'a>(addrs: Addrs<'a>, l4: &'a [u8]) -> Option<Headers<'a>> {
         8.. => l4.get(8..len)?,
         _ => return None,
     };
-    Some(Headers { addrs, sport: be16([h[0], h[1]]), dport: be16([h[2], h[3]]), proto: Proto::Udp, payload })
+    Some(Headers {
+        addrs,
+        sport: be16([h[0], h[1]]),
+        dport: be16([h[2], h[3]]),
+        transport: Transport::Udp,
+        payload,
+    })
 }
 
 #[inline(always)]
@@ -143,18 +189,11 @@ fn tcp<'a>(addrs: Addrs<'a>, l4: &'a [u8]) -> Option<Headers<'a>> {
         return None;
     }
     let payload = l4.get(header_len..)?;
-    let flags = h[13];
     Some(Headers {
         addrs,
         sport: be16([h[0], h[1]]),
         dport: be16([h[2], h[3]]),
-        proto: Proto::Tcp {
-            seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-            syn: flags & 0x02 != 0,
-            ack: flags & 0x10 != 0,
-            fin: flags & 0x01 != 0,
-            rst: flags & 0x04 != 0,
-        },
+        transport: Transport::Tcp { seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]), flags: h[13] },
         payload,
     })
 }
