@@ -197,3 +197,44 @@ fn tcp<'a>(addrs: Addrs<'a>, l4: &'a [u8]) -> Option<Headers<'a>> {
         payload,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slow path's packets are classified through `Transport::of`: every flag
+    /// combination must come back as it went in.
+    #[test]
+    fn transport_of_a_proto_gives_the_proto_back() {
+        assert_eq!(Transport::of(Proto::Udp).proto(), Proto::Udp);
+        for bits in 0..16u8 {
+            let b = |i: u8| bits & (1 << i) != 0;
+            let p = Proto::Tcp { seq: 0xdead_beef, syn: b(0), ack: b(1), fin: b(2), rst: b(3) };
+            assert_eq!(Transport::of(p).proto(), p, "{bits:04b}");
+        }
+    }
+
+    /// Packets are dropped on their ports and flags alone; the addresses they would have
+    /// had are the ones `packet` gives.
+    #[test]
+    fn headers_give_the_addresses_packet_gives() {
+        let mut v4 = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 2, 3, 192, 168, 7, 9];
+        v4.extend_from_slice(&[0, 53, 0x30, 0x39, 0, 8, 0, 0]);
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        v6.extend((1..=32).collect::<Vec<u8>>());
+        v6.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+        for ip in [v4, v6] {
+            let h = headers(&ip).unwrap();
+            let p = packet(&ip).unwrap();
+            assert_eq!((h.addrs.src(), h.addrs.dst(), h.sport, h.dport), (p.src, p.dst, p.sport, p.dport));
+            assert_eq!(h.transport.proto(), p.proto);
+        }
+        let p = packet(&[
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 2, 3, 192, 168, 7, 9, 0, 53, 0x30, 0x39, 0,
+            8, 0, 0,
+        ])
+        .unwrap();
+        assert_eq!(p.src, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(p.dst, IpAddr::V4(Ipv4Addr::new(192, 168, 7, 9)));
+    }
+}
