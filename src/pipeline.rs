@@ -507,6 +507,9 @@ impl Dispatcher {
         }
     }
 
+    /// Inlined through `Engine::packet` into the record loop: its frame set-up and the
+    /// packet handed over in memory cost about 10 instructions a packet as a call.
+    #[inline(always)]
     fn packet(&mut self, p: &RawPacket<'_>) {
         let seq = self.seq;
         self.seq += 1;
