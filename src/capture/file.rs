@@ -191,14 +191,6 @@ fn read_legacy(
     if !head.linktype.is_supported() {
         return Err(CaptureError::UnsupportedLinkType { path: path.into(), linktype: head.linktype.0 });
     }
-    let u32_at = |b: &[u8; RECORD_HEADER_LEN], at: usize| {
-        let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        if head.big_endian {
-            u32::from_be_bytes(v)
-        } else {
-            u32::from_le_bytes(v)
-        }
-    };
     let mut st = FileStats::default();
     let (mut pos, mut end) = (PCAP_HEADER_LEN, filled);
     let mut consumed = PCAP_HEADER_LEN as u64;
@@ -206,25 +198,14 @@ fn read_legacy(
     let mut exhausted = false;
     loop {
         // Every complete record in the buffer; `missing` is how many more bytes the next needs.
-        let missing = loop {
-            let avail = buf.get(pos..end).unwrap_or_default();
-            let Some(h) = avail.first_chunk::<RECORD_HEADER_LEN>() else {
-                break RECORD_HEADER_LEN - avail.len();
-            };
-            let caplen = u32_at(h, 8) as usize;
-            let record_len = RECORD_HEADER_LEN + caplen;
-            let Some(data) = avail.get(RECORD_HEADER_LEN..record_len) else {
-                break record_len - avail.len();
-            };
-            let ts = u64::from(u32_at(h, 0)) * 1_000_000_000 + u64::from(u32_at(h, 4)) * head.ns_per_unit;
-            deliver(&mut st, &mut f, ts, head.linktype, data, u32_at(h, 12));
-            pos += record_len;
-            consumed += record_len as u64;
-            if consumed - last_progress >= 4 << 20 {
-                progress(consumed);
-                last_progress = consumed;
-            }
+        let mut at = Cursor { pos, consumed, last_progress };
+        let avail = buf.get(..end).unwrap_or_default();
+        let missing = if head.big_endian {
+            records::<true>(avail, &mut at, &head, &mut st, &mut f, &mut progress)
+        } else {
+            records::<false>(avail, &mut at, &head, &mut st, &mut f, &mut progress)
         };
+        Cursor { pos, consumed, last_progress } = at;
         let avail = end - pos;
         if avail == 0 && pos == 0 && exhausted {
             break;
@@ -265,6 +246,54 @@ fn read_legacy(
     }
     progress(consumed);
     Ok(st)
+}
+
+/// Where `read_legacy` is in its buffer and in the file.
+struct Cursor {
+    pos: usize,
+    consumed: u64,
+    last_progress: u64,
+}
+
+/// Delivers every complete record of `buf` from `at.pos` on, and returns how many more
+/// bytes the next one needs. The byte order is a constant so that the loop reads each
+/// header field with one load rather than testing the order four times a record.
+#[inline(always)]
+fn records<const BIG_ENDIAN: bool>(
+    buf: &[u8],
+    at: &mut Cursor,
+    head: &LegacyHeader,
+    st: &mut FileStats,
+    f: &mut impl FnMut(&RawPacket<'_>),
+    progress: &mut impl FnMut(u64),
+) -> usize {
+    let u32_at = |b: &[u8; RECORD_HEADER_LEN], i: usize| {
+        let v = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if BIG_ENDIAN {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        }
+    };
+    loop {
+        let avail = buf.get(at.pos..).unwrap_or_default();
+        let Some(h) = avail.first_chunk::<RECORD_HEADER_LEN>() else {
+            return RECORD_HEADER_LEN - avail.len();
+        };
+        let caplen = u32_at(h, 8) as usize;
+        let record_len = RECORD_HEADER_LEN + caplen;
+        let Some(data) = avail.get(RECORD_HEADER_LEN..record_len) else {
+            return record_len - avail.len();
+        };
+        let ts = u64::from(u32_at(h, 0)) * 1_000_000_000 + u64::from(u32_at(h, 4)) * head.ns_per_unit;
+        deliver(st, f, ts, head.linktype, data, u32_at(h, 12));
+        at.pos += record_len;
+        at.consumed += record_len as u64;
+        if at.consumed - at.last_progress >= 4 << 20 {
+            progress(at.consumed);
+            at.last_progress = at.consumed;
+        }
+    }
 }
 
 /// pcapng (and modified pcap) through pcap-parser's streaming reader.
