@@ -354,71 +354,50 @@ impl Seen {
     }
 }
 
-/// Registered domains up to this many bytes are stored in the group itself.
+/// Registered domains up to this many bytes are stored in the group itself, so that
+/// confirming a lookup reads the group's own memory rather than another allocation.
 const INLINE_DOMAIN: usize = 46;
 
-/// A group's registered domain, inline when short (nearly all are), so that confirming a
-/// lookup reads the group's own memory rather than another allocation.
-#[derive(Clone, Debug)]
-enum GroupDomain {
-    Inline { len: u8, buf: [u8; INLINE_DOMAIN] },
-    Heap(Box<str>),
-}
-
-impl GroupDomain {
-    fn new(s: &str) -> GroupDomain {
-        let mut buf = [0u8; INLINE_DOMAIN];
-        match buf.get_mut(..s.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(s.as_bytes());
-                GroupDomain::Inline { len: s.len() as u8, buf }
-            }
-            None => GroupDomain::Heap(s.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            GroupDomain::Inline { len, buf } => buf.get(..*len as usize).unwrap_or(&[]),
-            GroupDomain::Heap(b) => b.as_bytes(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Built from a `&str` and cut at its end, so always valid.
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
-    }
-}
-
-/// Bytes kept inline up to `INLINE_BYTES`, on the heap beyond. A group's example name and
-/// previous subdomain are short for nearly every group, and allocating both for each new
-/// group cost more than the rest of its set-up (and put each behind a pointer to cold
-/// memory).
+/// A group's example name and previous subdomain: short for nearly every group, and
+/// allocating both for each new group cost more than the rest of its set-up (and put each
+/// behind a pointer to cold memory).
 const INLINE_BYTES: usize = 38;
 
+/// Bytes kept inline up to `N`, on the heap beyond.
 #[derive(Clone, Debug)]
-enum SmallBytes {
+enum SmallBytes<const N: usize> {
     Inline {
         len: u8,
-        buf: [u8; INLINE_BYTES],
+        buf: [u8; N],
     },
     /// Once on the heap, kept there: a group whose names outgrew the inline space is likely
     /// to send more like them.
     Heap(Vec<u8>),
 }
 
-impl Default for SmallBytes {
+impl<const N: usize> Default for SmallBytes<N> {
     fn default() -> Self {
-        SmallBytes::Inline { len: 0, buf: [0; INLINE_BYTES] }
+        SmallBytes::Inline { len: 0, buf: [0; N] }
     }
 }
 
-impl SmallBytes {
+impl<const N: usize> SmallBytes<N> {
+    fn new(b: &[u8]) -> Self {
+        let mut s = Self::default();
+        s.set(b);
+        s
+    }
+
     fn as_bytes(&self) -> &[u8] {
         match self {
             SmallBytes::Inline { len, buf } => buf.get(..*len as usize).unwrap_or(&[]),
             SmallBytes::Heap(v) => v,
         }
+    }
+
+    /// For contents set from a `&str` (always whole, so always valid UTF-8).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 
     fn len(&self) -> usize {
@@ -454,7 +433,7 @@ impl SmallBytes {
 #[derive(Debug)]
 struct Group {
     client: IpAddr,
-    domain: GroupDomain,
+    domain: SmallBytes<INLINE_DOMAIN>,
     server: IpAddr,
     last_seen: Nanos,
     last_query: Nanos,
@@ -476,9 +455,9 @@ struct Group {
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
     seen: Seen,
-    prev_name: SmallBytes,
+    prev_name: SmallBytes<INLINE_BYTES>,
     /// The longest query name of the window, for the alert.
-    example: SmallBytes,
+    example: SmallBytes<INLINE_BYTES>,
 }
 
 #[derive(Debug, Default)]
@@ -760,7 +739,7 @@ impl TunnelDetector {
         }
         let g = Group {
             client,
-            domain: GroupDomain::new(rd),
+            domain: SmallBytes::new(rd.as_bytes()),
             server: client,
             last_seen: ts,
             last_query: 0,

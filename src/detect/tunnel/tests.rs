@@ -488,11 +488,11 @@ fn long_and_short_domains_keep_one_group_each_per_client() {
     for client in ["10.7.0.1", "10.7.0.2"] {
         let i = d.slot_of(ip(client), &long).unwrap();
         let g = d.slots[i as usize].as_ref().unwrap();
-        assert!(matches!(g.domain, GroupDomain::Heap(_)));
+        assert!(matches!(g.domain, SmallBytes::Heap(_)));
         assert_eq!(g.h_queries, 40);
         let i = d.slot_of(ip(client), "example.com").unwrap();
         let g = d.slots[i as usize].as_ref().unwrap();
-        assert!(matches!(g.domain, GroupDomain::Inline { .. }));
+        assert!(matches!(g.domain, SmallBytes::Inline { .. }));
         assert_eq!(g.h_queries, 40);
     }
     let t = by_rule(&out, "dns_tunneling");
@@ -622,7 +622,7 @@ fn has_ascii_upper_matches_the_byte_test() {
 
 #[test]
 fn small_bytes_hold_any_length() {
-    let mut b = SmallBytes::default();
+    let mut b = SmallBytes::<INLINE_BYTES>::default();
     assert!(b.is_empty());
     for n in [0usize, 1, 37, 38, 39, 5, 200, 3, 0, 255] {
         let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
