@@ -159,9 +159,11 @@ impl<'a> Iterator for Chain<'a> {
     }
 }
 
-/// One response's names in a client's arena:
-/// `[qname len: u32][qname][chain len: u32]` then `[name len: u32][name]` per CNAME target,
-/// lengths little-endian. The encoding is prefix-free, so equal bytes mean equal records.
+/// One response in a client's arena: who answered, then its names:
+/// `[resolver: RESOLVER_LEN][qname len: u32][qname][chain len: u32]` then
+/// `[name len: u32][name]` per CNAME target, lengths little-endian. The resolver is the same
+/// for every address of a response, so it lives here and not in each slot. The encoding is
+/// prefix-free, so equal bytes mean equal records.
 #[derive(Clone, Copy, Debug)]
 struct Record<'a> {
     bytes: &'a [u8],
@@ -179,17 +181,49 @@ fn split_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((rest.get(..n)?, rest.get(n..)?))
 }
 
+/// A resolver address in a record: the family (4 or 6), then 16 bytes, an IPv4 address in
+/// the first four.
+const RESOLVER_LEN: usize = 17;
+
+fn push_resolver(arena: &mut Vec<u8>, ip: IpAddr) {
+    let mut b = [0u8; RESOLVER_LEN];
+    match ip {
+        IpAddr::V4(a) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            b[0] = 6;
+            b[1..].copy_from_slice(&a.octets());
+        }
+    }
+    arena.extend_from_slice(&b);
+}
+
 impl<'a> Record<'a> {
     fn at(arena: &'a [u8], at: usize) -> Record<'a> {
         Record { bytes: arena.get(at..).unwrap_or_default() }
     }
 
+    fn resolver(self) -> IpAddr {
+        match self.bytes.split_first_chunk::<RESOLVER_LEN>() {
+            Some(([6, a @ ..], _)) => IpAddr::from(*a),
+            Some(([_, a, b, c, d, ..], _)) => IpAddr::from([*a, *b, *c, *d]),
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    /// The names, after the resolver.
+    fn names(self) -> &'a [u8] {
+        self.bytes.get(RESOLVER_LEN..).unwrap_or_default()
+    }
+
     fn qname(self) -> &'a [u8] {
-        split_name(self.bytes).map(|(q, _)| q).unwrap_or_default()
+        split_name(self.names()).map(|(q, _)| q).unwrap_or_default()
     }
 
     fn chain(self) -> Chain<'a> {
-        let after = split_name(self.bytes).and_then(|(_, rest)| read_u32(rest));
+        let after = split_name(self.names()).and_then(|(_, rest)| read_u32(rest));
         match after {
             Some((left, rest)) => Chain { rest, left },
             None => Chain { rest: &[], left: 0 },
@@ -243,18 +277,18 @@ struct ClientEntry {
 
 impl ClientEntry {
     fn view<'a>(&'a self, ts: Nanos, cold: &'a Cold) -> AnswerRef<'a> {
-        AnswerRef {
-            ts,
-            addr: cold.addr,
-            resolver: cold.resolver,
-            ttl: cold.ttl,
-            qname: Name { rec: Record::at(&self.arena, cold.rec) },
-        }
+        let rec = Record::at(&self.arena, cold.rec);
+        AnswerRef { ts, addr: cold.addr, resolver: rec.resolver(), ttl: cold.ttl, qname: Name { rec } }
     }
 
     /// Appends a response's record and returns where it starts; a record equal to the
-    /// newest one (the same question asked again) is not stored twice.
-    fn add_record<'m>(&mut self, qname: &str, chain: impl Iterator<Item = &'m str>) -> usize {
+    /// newest one (the same question asked again of the same resolver) is not stored twice.
+    fn add_record<'m>(
+        &mut self,
+        resolver: IpAddr,
+        qname: &str,
+        chain: impl Iterator<Item = &'m str>,
+    ) -> usize {
         if self.arena.len() >= self.compact_at.max(MIN_ARENA) {
             self.compact();
         }
@@ -263,6 +297,7 @@ impl ClientEntry {
             self.arena.reserve(MIN_ARENA / 4);
         }
         let start = self.arena.len();
+        push_resolver(&mut self.arena, resolver);
         push_name(&mut self.arena, qname);
         let at = self.arena.len();
         self.arena.extend_from_slice(&[0; 4]);
@@ -390,7 +425,7 @@ impl AnswerCache {
         };
         entry.last_seen = entry.last_seen.max(ts);
         let entry = &mut *entry;
-        let rec = entry.add_record(qname, chain);
+        let rec = entry.add_record(resolver, qname, chain);
         let nh = self.map.hasher().hash_one(qname);
         let mut n = 0;
         for (addr, ttl) in addrs {
@@ -414,7 +449,7 @@ impl AnswerCache {
                     IpAddr::V6(_) => None,
                 },
             };
-            entry.slots.push_back(key, hot, Cold { rec, ttl, addr, resolver }, self.cfg.max_per_client);
+            entry.slots.push_back(key, hot, Cold { rec, ttl, addr }, self.cfg.max_per_client);
         }
         n
     }

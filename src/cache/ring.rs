@@ -6,8 +6,14 @@
 //! every address of every response, compares every key of the buffer, wrapped or not, live
 //! or not, in one pass that the compiler turns into wide compares with no tail, and looks
 //! at positions only when a key matched somewhere. The SYN check walks every answer of the
-//! client but reads 16 bytes of each, not 64. The arrays grow by doubling up to the cap and
-//! are never reordered except by growth, so at the cap an eviction is an index bump.
+//! client but reads 16 bytes of each, not 48. The arrays are never reordered except by
+//! growth, so at the cap an eviction is an index bump.
+//!
+//! Growth: the arrays hold only the slots ever filled (no filler written ahead of use), and
+//! their memory is reserved in two steps: `FIRST_CAP` slots, then straight to the cap
+//! (at most `GROWTH` times more). Doubling up to 64 copied and zero-filled every answer four
+//! times on the way; on a sensor's first minutes, when every client fills up at once, those
+//! copies into fresh memory were a third of the workers' first-touch writes.
 
 use crate::Nanos;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +28,10 @@ const LANES: usize = 16;
 /// Room for this many answers the first time a client is seen.
 const FIRST_CAP: usize = 4;
 
+/// The second reservation is at most this many times the first: the default cap (64) is
+/// reached in one step, a much larger configured cap still grows gradually.
+const GROWTH: usize = 16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Hot {
     pub(super) ts: Nanos,
@@ -31,26 +41,17 @@ pub(super) struct Hot {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Cold {
-    /// Where the answer's names start in the client's arena.
+    /// Where the answer's record (resolver and names) starts in the client's arena.
     pub(super) rec: usize,
     pub(super) ttl: u32,
     pub(super) addr: IpAddr,
-    pub(super) resolver: IpAddr,
 }
-
-const EMPTY_HOT: Hot = Hot { ts: 0, v4: None };
-const EMPTY_COLD: Cold = Cold {
-    rec: 0,
-    ttl: 0,
-    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    resolver: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-};
 
 #[derive(Debug, Default)]
 pub(super) struct Ring {
     /// Physical storage, all three the same length but `keys`, which is padded: that
-    /// length is the capacity. `keys[p]`, `hot[p]` and `cold[p]` are one answer. Positions
-    /// not live (and the padding) hold stale values that `find` skips.
+    /// length is the ring's size, what it wraps at. `keys[p]`, `hot[p]` and `cold[p]` are
+    /// one answer. Positions not live (and the padding) hold stale values that `find` skips.
     keys: Vec<Key>,
     hot: Vec<Hot>,
     cold: Vec<Cold>,
@@ -149,10 +150,11 @@ impl Ring {
     /// makes room first: at `cap` answers, this drops the oldest.
     pub(super) fn push_back(&mut self, key: Key, hot: Hot, cold: Cold, cap: usize) {
         if self.len >= self.hot.len() {
-            if self.hot.len() >= cap {
+            if self.hot.len() >= cap.max(1) {
                 self.pop_front();
             } else {
-                self.grow(cap);
+                self.append(key, hot, cold, cap);
+                return;
             }
         }
         let p = self.phys(self.len);
@@ -163,20 +165,34 @@ impl Ring {
         }
     }
 
-    /// Doubles the capacity, at most to `cap`, and puts the oldest answer first.
-    fn grow(&mut self, cap: usize) {
-        let old = self.hot.len();
-        let new_cap = (2 * old).max(FIRST_CAP).min(cap.max(1));
-        let head = self.head.min(old);
-        self.hot.rotate_left(head);
-        self.cold.rotate_left(head);
-        if let Some(keys) = self.keys.get_mut(..old) {
-            keys.rotate_left(head);
+    /// Adds a slot at the end of a full ring below the cap, putting the oldest answer first
+    /// if the ring had wrapped.
+    fn append(&mut self, key: Key, hot: Hot, cold: Cold, cap: usize) {
+        let size = self.hot.len();
+        if self.head > 0 {
+            let head = self.head.min(size);
+            self.hot.rotate_left(head);
+            self.cold.rotate_left(head);
+            if let Some(keys) = self.keys.get_mut(..size) {
+                keys.rotate_left(head);
+            }
+            self.head = 0;
         }
-        self.hot.resize(new_cap, EMPTY_HOT);
-        self.cold.resize(new_cap, EMPTY_COLD);
-        self.keys.resize(new_cap.next_multiple_of(LANES), 0);
-        self.head = 0;
+        if size == self.hot.capacity() {
+            let room = size.saturating_mul(GROWTH).max(FIRST_CAP).min(cap.max(1)).max(size + 1);
+            self.hot.reserve_exact(room - size);
+            self.cold.reserve_exact(room - size);
+            self.keys.reserve_exact(room.next_multiple_of(LANES).saturating_sub(self.keys.len()));
+        }
+        if self.keys.len() <= size {
+            self.keys.resize((size + 1).next_multiple_of(LANES), 0);
+        }
+        if let Some(k) = self.keys.get_mut(size) {
+            *k = key;
+        }
+        self.hot.push(hot);
+        self.cold.push(cold);
+        self.len = size + 1;
     }
 }
 
@@ -197,7 +213,7 @@ mod tests {
     }
 
     fn cold(n: u8) -> Cold {
-        Cold { rec: usize::from(n), ..EMPTY_COLD }
+        Cold { rec: usize::from(n), ttl: 0, addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED) }
     }
 
     fn push(r: &mut Ring, n: u8, cap: usize) {
@@ -227,7 +243,7 @@ mod tests {
         assert_eq!((r.head, r.hot.len()), (2, 4), "full and wrapped");
         push(&mut r, 6, 16);
         assert_eq!(contents(&r), vec![2, 3, 4, 5, 6]);
-        assert_eq!(r.hot.len(), 8);
+        assert_eq!((r.head, r.hot.len(), r.hot.capacity()), (0, 5, 16), "unwrapped, one step to the cap");
         for n in 2..=6u8 {
             let i = r.find(Key::from(n) * 7, |c| c.rec == usize::from(n));
             assert_eq!(i, Some(usize::from(n) - 2), "key of {n} after growth");
@@ -263,6 +279,33 @@ mod tests {
         r.pop_front();
         assert_eq!(contents(&r), Vec::<u8>::new());
         assert_eq!(r.find(8 * 7, |_| true), None, "a stale key is not live");
+    }
+
+    #[test]
+    fn memory_is_reserved_in_few_steps_and_never_past_the_cap() {
+        for (cap, steps) in [(64, vec![4, 64]), (1000, vec![4, 64, 1000]), (5, vec![4, 5])] {
+            let mut r = Ring::default();
+            let mut seen = vec![];
+            for n in 0..cap + 10 {
+                if r.len() >= cap {
+                    r.pop_front();
+                }
+                r.push_back(n as Key, hot(n as u8), cold(n as u8), cap);
+                assert_eq!(r.hot.capacity(), r.cold.capacity());
+                assert!(r.keys.len() >= r.hot.len() && r.keys.len() % LANES == 0);
+                if seen.last() != Some(&r.hot.capacity()) {
+                    seen.push(r.hot.capacity());
+                }
+            }
+            assert_eq!(seen, steps, "cap {cap}");
+            assert_eq!(r.len(), cap);
+            let want: Vec<u8> = (10..cap + 10).map(|n| n as u8).collect();
+            assert_eq!(contents(&r), want, "cap {cap}: the newest, oldest first");
+            for n in 10..cap + 10 {
+                let i = r.find(n as Key, |c| c.rec == usize::from(n as u8));
+                assert_eq!(i, Some(n - 10), "cap {cap}: key of {n}");
+            }
+        }
     }
 
     #[test]
