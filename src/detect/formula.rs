@@ -83,11 +83,23 @@ enum Fast {
     MulAdd(Src, Src, Src),
     /// a*(b + c)
     MulSum(Src, Src, Src),
+    /// `MulAdd` over octets only (APT12's own formula): at most 255*255 + 255, so plain
+    /// 32-bit arithmetic with no overflow checks.
+    OctetMulAdd([u8; 3]),
+    /// `MulSum` over octets only (its variant): at most 255*510.
+    OctetMulSum([u8; 3]),
 }
 
 impl Fast {
     fn of(prog: &[Ins]) -> Option<Fast> {
+        use Src::Octet;
         match *prog {
+            [Ins::Load(Octet(a)), Ins::Bin(Op::Mul, Octet(b)), Ins::Bin(Op::Add, Octet(c))] => {
+                Some(Fast::OctetMulAdd([a, b, c]))
+            }
+            [Ins::Load(Octet(a)), Ins::PushLoad(Octet(b)), Ins::Bin(Op::Add, Octet(c)), Ins::BinPop(Op::Mul)] => {
+                Some(Fast::OctetMulSum([a, b, c]))
+            }
             [Ins::Load(a), Ins::Bin(Op::Mul, b), Ins::Bin(Op::Add, c)] => Some(Fast::MulAdd(a, b, c)),
             [Ins::Load(a), Ins::PushLoad(b), Ins::Bin(Op::Add, c), Ins::BinPop(Op::Mul)] => {
                 Some(Fast::MulSum(a, b, c))
@@ -95,6 +107,19 @@ impl Fast {
             _ => None,
         }
     }
+}
+
+/// Octet `i` (0..=3) of `o`, widened.
+#[inline]
+fn octet(o: [u8; 4], i: u8) -> u32 {
+    // `i & 3` keeps the index inside the array without a check.
+    u32::from(o[usize::from(i & 3)])
+}
+
+/// The port range check of `eval`, for a value that cannot be negative.
+#[inline]
+fn port(v: u32) -> Option<u16> {
+    u16::try_from(v).ok().filter(|&p| p != 0)
 }
 
 /// An operand read straight from the address or the program.
@@ -226,7 +251,14 @@ impl Formula {
 
     /// The port the formula gives for `octets`, or None when the result is outside
     /// 1..=65535 or the arithmetic failed (overflow, division by zero, bad shift).
+    #[inline]
     pub fn eval(&self, octets: [u8; 4]) -> Option<u16> {
+        let o = octets;
+        match self.fast {
+            Some(Fast::OctetMulAdd([a, b, c])) => return port(octet(o, a) * octet(o, b) + octet(o, c)),
+            Some(Fast::OctetMulSum([a, b, c])) => return port(octet(o, a) * (octet(o, b) + octet(o, c))),
+            _ => {}
+        }
         let v = self.eval_i64(octets)?;
         if (1..=65535).contains(&v) {
             u16::try_from(v).ok()
@@ -243,6 +275,8 @@ impl Formula {
         match self.fast {
             Some(Fast::MulAdd(a, b, c)) => src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o)),
             Some(Fast::MulSum(a, b, c)) => src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?),
+            Some(Fast::OctetMulAdd([a, b, c])) => Some(i64::from(octet(o, a) * octet(o, b) + octet(o, c))),
+            Some(Fast::OctetMulSum([a, b, c])) => Some(i64::from(octet(o, a) * (octet(o, b) + octet(o, c)))),
             None => self.eval_program(o),
         }
     }
@@ -695,8 +729,10 @@ mod tests {
             ]
         );
         assert_eq!(g.eval_i64([20, 6, 0, 0]), Some(-17 * -7));
-        assert_eq!(f.fast, Some(Fast::MulAdd(Octet(0), Octet(1), Octet(2))));
-        assert_eq!(v.fast, Some(Fast::MulSum(Octet(0), Octet(1), Octet(2))));
+        assert_eq!(f.fast, Some(Fast::OctetMulAdd([0, 1, 2])));
+        assert_eq!(v.fast, Some(Fast::OctetMulSum([0, 1, 2])));
+        let k = Formula::parse("k", "o1*(o2 + 7)").unwrap();
+        assert_eq!(k.fast, Some(Fast::MulSum(Octet(0), Octet(1), Const(7))));
         assert_eq!(g.fast, None);
         let deep = Formula::parse("t", "1+(2+(3+(4+(5+(6+(7+(8+9)))))))").unwrap();
         assert_eq!(deep.need, 7, "past SMALL_STACK: the large stack");
@@ -712,6 +748,8 @@ mod tests {
             "3*(o2 + o4)",
             "9223372036854775807*o1 + o2",
             "o1*(9223372036854775807 + o4)",
+            "o4*o4 + o1",
+            "o3*(o3 + o2)",
         ];
         for t in texts {
             let f = Formula::parse("t", t).unwrap();
@@ -724,9 +762,11 @@ mod tests {
                 x ^= x << 17;
                 let o = (x as u32).to_be_bytes();
                 assert_eq!(f.eval_i64(o), slow.eval_i64(o), "{t} over {o:?}");
+                assert_eq!(f.eval(o), slow.eval(o), "{t} over {o:?}");
             }
-            for o in [[0, 0, 0, 0], [255, 255, 255, 255], [1, 0, 0, 0]] {
+            for o in [[0, 0, 0, 0], [255, 255, 255, 255], [1, 0, 0, 0], [0, 255, 255, 0], [1, 255, 0, 0]] {
                 assert_eq!(f.eval_i64(o), slow.eval_i64(o), "{t} over {o:?}");
+                assert_eq!(f.eval(o), slow.eval(o), "{t} over {o:?}");
             }
         }
         let big = Formula::parse("t", "9223372036854775807*o1 + o2").unwrap();
