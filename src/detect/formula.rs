@@ -251,14 +251,20 @@ impl Formula {
 
     /// The port the formula gives for `octets`, or None when the result is outside
     /// 1..=65535 or the arithmetic failed (overflow, division by zero, bad shift).
-    #[inline]
+    // Always inline: it runs for every formula over every cached answer at each SYN, and
+    // the octet forms are a handful of instructions; the rest goes out of line.
+    #[inline(always)]
     pub fn eval(&self, octets: [u8; 4]) -> Option<u16> {
         let o = octets;
         match self.fast {
-            Some(Fast::OctetMulAdd([a, b, c])) => return port(octet(o, a) * octet(o, b) + octet(o, c)),
-            Some(Fast::OctetMulSum([a, b, c])) => return port(octet(o, a) * (octet(o, b) + octet(o, c))),
-            _ => {}
+            Some(Fast::OctetMulAdd([a, b, c])) => port(octet(o, a) * octet(o, b) + octet(o, c)),
+            Some(Fast::OctetMulSum([a, b, c])) => port(octet(o, a) * (octet(o, b) + octet(o, c))),
+            _ => self.eval_general(o),
         }
+    }
+
+    #[inline(never)]
+    fn eval_general(&self, octets: [u8; 4]) -> Option<u16> {
         let v = self.eval_i64(octets)?;
         if (1..=65535).contains(&v) {
             u16::try_from(v).ok()
