@@ -1,7 +1,7 @@
 //! An alert as one NDJSON line: the detector's fields plus what the sensor adds.
 
 use crate::detect::{event_id, Alert};
-use crate::output::doc::Field;
+use crate::output::doc::{Doc, Field};
 
 /// What the summary and the output thread need besides the text.
 pub struct AlertLine {
@@ -24,12 +24,24 @@ pub fn alert_line(a: &mut Alert, sensor: &str, module: Option<&str>, buf: &mut S
     doc.insert("event.id", Field::Null);
     // Sorted once here, so that the lookups below are binary searches.
     doc.sort();
-    let domain = ["dns.question.registered_domain", "dns.question.name"]
-        .iter()
-        .find_map(|k| doc.get(k).and_then(Field::as_str).map(str::to_string));
+    let domain = summary_domain(doc);
     let id = event_id(sensor, a.rule, doc);
     doc.insert("event.id", id);
     buf.clear();
     doc.write_json(buf);
     AlertLine { text: buf.as_str().to_owned(), domain }
+}
+
+/// The registered domain, else the question name, of a sorted record: one pass over its
+/// fields rather than two searches.
+fn summary_domain(doc: &Doc) -> Option<String> {
+    let (mut registered, mut name) = (None, None);
+    for (k, v) in doc.sorted_fields()? {
+        match k {
+            "dns.question.registered_domain" => registered = v.as_str(),
+            "dns.question.name" => name = v.as_str(),
+            _ => {}
+        }
+    }
+    registered.or(name).map(str::to_string)
 }

@@ -132,6 +132,13 @@ impl Doc {
         }
     }
 
+    /// The fields in key order, each key once with its last value; `None` until `sort`
+    /// has run. One pass over this finds several fields for the cost of one lookup.
+    pub fn sorted_fields(&self) -> Option<impl Iterator<Item = (&str, &Field)> + '_> {
+        let order = self.sorted.as_ref()?.order();
+        Some(order.iter().filter_map(|&i| self.fields.get(i as usize)).map(|(k, v)| (k.as_ref(), v)))
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
