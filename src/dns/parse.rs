@@ -405,6 +405,7 @@ impl Walk<'_, '_> {
     /// The name at `start` and where it ends: rendered into a recycled string, or (unless
     /// `render`) only checked by the same walk and returned empty. A bad name is flagged and
     /// gives `None`; the one place that decides between the two for records.
+    #[inline(always)]
     fn name(&mut self, start: usize, render: bool) -> Option<(String, usize)> {
         let mut name = if render { self.spare.string() } else { String::new() };
         let read = if render { self.names.read(start, &mut name) } else { self.names.check(start) };
