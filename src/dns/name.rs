@@ -151,33 +151,42 @@ fn render<const WRITE: bool>(
     let mut wire = 0usize;
     let mut hops = 0usize;
     loop {
-        let b = *msg.get(pos).ok_or(NameError::Short)?;
+        // The labels in place from `pos`, up to the root or a pointer: what only changes at a
+        // pointer stays out of this loop, which is where a name's time goes.
+        let b = loop {
+            let b = *msg.get(pos).ok_or(NameError::Short)?;
+            if b == 0 || b & 0xC0 != 0 {
+                break b;
+            }
+            let len = usize::from(b);
+            wire += len + 1;
+            if wire > MAX_NAME_WIRE {
+                return Err(NameError::TooLong);
+            }
+            let label_end = pos + 1 + len;
+            if label_end > msg.len() {
+                return Err(NameError::Short);
+            }
+            if WRITE {
+                if n != 0 {
+                    *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
+                    n += 1;
+                }
+                n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
+            }
+            pos = label_end;
+        };
         match b & 0xC0 {
             0x00 => {
-                let len = usize::from(b);
-                wire += len + 1;
+                wire += 1;
                 if wire > MAX_NAME_WIRE {
                     return Err(NameError::TooLong);
                 }
-                if len == 0 {
-                    if WRITE && n == 0 {
-                        *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
-                        n = 1;
-                    }
-                    return Ok((n, end.unwrap_or(pos + 1), hops));
+                if WRITE && n == 0 {
+                    *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
+                    n = 1;
                 }
-                let label_end = pos + 1 + len;
-                if label_end > msg.len() {
-                    return Err(NameError::Short);
-                }
-                if WRITE {
-                    if n != 0 {
-                        *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
-                        n += 1;
-                    }
-                    n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
-                }
-                pos = label_end;
+                return Ok((n, end.unwrap_or(pos + 1), hops));
             }
             0xC0 => {
                 let lo = *msg.get(pos + 1).ok_or(NameError::Short)?;
