@@ -98,11 +98,18 @@ impl<'a, 'b> Reader<'a, 'b> {
         Ok(end)
     }
 
-    /// `check_name` on this message.
+    /// `check_name` on this message. Most answer owners are a repeat: that test is inlined
+    /// into the caller, the walk is not.
+    #[inline(always)]
     pub fn check(&mut self, start: usize) -> Result<usize, NameError> {
-        if let Some((_, end)) = self.repeat(start) {
-            return Ok(end);
+        match self.repeat(start) {
+            Some((_, end)) => Ok(end),
+            None => self.check_walk(start),
         }
+    }
+
+    #[inline(never)]
+    fn check_walk(&mut self, start: usize) -> Result<usize, NameError> {
         let (_, end, hops) = render::<false>(self.msg, start, &mut [])?;
         // A rendered text in `buf` stays valid; only a walked name is remembered, though.
         self.last = Some(Walked { start, hops, text: None });
