@@ -94,17 +94,22 @@ impl<'a, 'b> Reader<'a, 'b> {
                 (len, end)
             }
         };
-        // Always ASCII (plain labels are 0x21..=0x7e, the rest is escaped), so this never
-        // fails; validating once per name is the price of no `unsafe`.
-        out.push_str(self.buf.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
+        out.push_str(ascii_str(self.buf.get(..len).unwrap_or_default()));
         Ok(end)
     }
 
-    /// `check_name` on this message.
+    /// `check_name` on this message. Most answer owners are a repeat: that test is inlined
+    /// into the caller, the walk is not.
+    #[inline(always)]
     pub fn check(&mut self, start: usize) -> Result<usize, NameError> {
-        if let Some((_, end)) = self.repeat(start) {
-            return Ok(end);
+        match self.repeat(start) {
+            Some((_, end)) => Ok(end),
+            None => self.check_walk(start),
         }
+    }
+
+    #[inline(never)]
+    fn check_walk(&mut self, start: usize) -> Result<usize, NameError> {
         let (_, end, hops) = render::<false>(self.msg, start, &mut [])?;
         // A rendered text in `buf` stays valid; only a walked name is remembered, though.
         self.last = Some(Walked { start, hops, text: None });
@@ -120,6 +125,19 @@ impl<'a, 'b> Reader<'a, 'b> {
         let target = usize::from(p[0] & 0x3F) << 8 | usize::from(p[1]);
         let same = p[0] & 0xC0 == 0xC0 && target == w.start && target < start && w.hops < MAX_PTR_HOPS;
         same.then_some((w, start + 2))
+    }
+}
+
+/// `text` as a `str`. Rendered text is always ASCII (plain label octets are 0x21..=0x7e, the
+/// rest is escaped), and checking that is a few word-wide tests where `from_utf8` walked the
+/// text with its general decoder: a sixth of the cost of reading a typical name. Anything
+/// else would go through `from_utf8` (and come out empty, as before, if it were not UTF-8).
+fn ascii_str(text: &[u8]) -> &str {
+    if text.is_ascii() {
+        // SAFETY: every octet is below 0x80, and a sequence of such octets is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(text) }
+    } else {
+        std::str::from_utf8(text).unwrap_or_default()
     }
 }
 
@@ -140,33 +158,42 @@ fn render<const WRITE: bool>(
     let mut wire = 0usize;
     let mut hops = 0usize;
     loop {
-        let b = *msg.get(pos).ok_or(NameError::Short)?;
+        // The labels in place from `pos`, up to the root or a pointer: what only changes at a
+        // pointer stays out of this loop, which is where a name's time goes.
+        let b = loop {
+            let b = *msg.get(pos).ok_or(NameError::Short)?;
+            if b == 0 || b & 0xC0 != 0 {
+                break b;
+            }
+            let len = usize::from(b);
+            wire += len + 1;
+            if wire > MAX_NAME_WIRE {
+                return Err(NameError::TooLong);
+            }
+            let label_end = pos + 1 + len;
+            if label_end > msg.len() {
+                return Err(NameError::Short);
+            }
+            if WRITE {
+                if n != 0 {
+                    *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
+                    n += 1;
+                }
+                n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
+            }
+            pos = label_end;
+        };
         match b & 0xC0 {
             0x00 => {
-                let len = usize::from(b);
-                wire += len + 1;
+                wire += 1;
                 if wire > MAX_NAME_WIRE {
                     return Err(NameError::TooLong);
                 }
-                if len == 0 {
-                    if WRITE && n == 0 {
-                        *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
-                        n = 1;
-                    }
-                    return Ok((n, end.unwrap_or(pos + 1), hops));
+                if WRITE && n == 0 {
+                    *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
+                    n = 1;
                 }
-                let label_end = pos + 1 + len;
-                if label_end > msg.len() {
-                    return Err(NameError::Short);
-                }
-                if WRITE {
-                    if n != 0 {
-                        *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
-                        n += 1;
-                    }
-                    n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
-                }
-                pos = label_end;
+                return Ok((n, end.unwrap_or(pos + 1), hops));
             }
             0xC0 => {
                 let lo = *msg.get(pos + 1).ok_or(NameError::Short)?;
@@ -243,23 +270,18 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// `needs_escape` on the eight octets of `x` at once: the high bit of each octet of the
-/// result is set where that octet needs escaping, every other bit is clear. Each test works
-/// on the low seven bits plus a constant that cannot carry out of the octet, so octets do
-/// not disturb each other.
+/// result is set where that octet needs escaping, every other bit is clear. Each test adds a
+/// constant to the low seven bits (or to them XOR a character, also below 0x80), so no sum
+/// carries out of its octet and octets do not disturb each other.
 fn escapes(x: u64) -> u64 {
     let low = x & LOW7;
-    // >= 0x7f: the high bit, or the low seven all ones.
-    let high = (low + ONES) | x;
-    // < 0x21: high bit clear and the low seven below 0x21.
-    let control = !((low + ONES * 0x5f) | x);
-    let dot = zero_octets(x ^ (ONES * u64::from(b'.')));
-    let backslash = zero_octets(x ^ (ONES * u64::from(b'\\')));
-    (high | control | dot | backslash) & HIGH
-}
-
-/// High bit set in each octet of `x` that is zero (plus garbage in the low bits).
-fn zero_octets(x: u64) -> u64 {
-    !(((x & LOW7) + LOW7) | x)
+    // Bit 7 set where low >= 0x21, where low == 0x7f, where low is not '.', not '\'.
+    let printable = low + ONES * 0x5f;
+    let del = low + ONES;
+    let not_dot = (low ^ (ONES * u64::from(b'.'))) + LOW7;
+    let not_backslash = (low ^ (ONES * u64::from(b'\\'))) + LOW7;
+    // An octet with its high bit set is flagged by `x` itself, whatever its low bits say.
+    (x | del | !(printable & not_dot & not_backslash)) & HIGH
 }
 
 fn escape(c: u8) -> [u8; 4] {
@@ -561,6 +583,54 @@ mod tests {
                 let (s, end) = read_name(&m, 12).unwrap();
                 assert_eq!(Ok((s, end)), reference(&m, 12));
             }
+        }
+    }
+
+    /// Labels of every length ending 1..=10 octets before the end of the message, with an
+    /// octet to escape at the start, middle or end of it, or none.
+    #[test]
+    fn labels_at_the_end_of_the_message() {
+        for len in 1..=63usize {
+            for after in 0..=9usize {
+                for bad in [None, Some(0), Some(len / 2), Some(len - 1)] {
+                    let mut m = vec![0u8; 12];
+                    m.extend(b"\x02ab");
+                    m.push(len as u8);
+                    let mut l: Vec<u8> = (0..len).map(|i| b'0' + (i % 10) as u8).collect();
+                    if let Some(b) = bad {
+                        l[b] = [b'.', b'\\', 0x80, 0][b % 4];
+                    }
+                    m.extend(&l);
+                    m.push(0);
+                    m.extend(std::iter::repeat(0xC0).take(after));
+                    assert_eq!(read_name(&m, 12), reference(&m, 12), "{m:02x?}");
+                    // And as the target of a pointer from after it.
+                    let p = m.len();
+                    m.extend([0xC0, 12]);
+                    assert_eq!(read_name(&m, p), reference(&m, p), "{m:02x?}");
+                }
+            }
+        }
+    }
+
+    /// `ascii_str` gives what `from_utf8` gave for any octets: ASCII, other UTF-8, and not
+    /// UTF-8 at all (empty).
+    #[test]
+    fn ascii_str_matches_from_utf8() {
+        let mut rng = Rng(0x5851_F42D_4C95_7F2D);
+        for i in 0..100_000 {
+            let len = rng.below(40);
+            let mut v: Vec<u8> = (0..len).map(|_| rng.next() as u8 & 0x7f).collect();
+            match i % 4 {
+                0 => {}
+                1 if len > 0 => v[rng.below(len)] |= 0x80,
+                _ => {
+                    let at = rng.below(len + 1);
+                    let s = ["é", "\u{1F600}", "ß", "\u{7FF}"][rng.below(4)];
+                    v.splice(at..at, s.bytes());
+                }
+            }
+            assert_eq!(ascii_str(&v), std::str::from_utf8(&v).unwrap_or_default(), "{v:02x?}");
         }
     }
 
