@@ -479,13 +479,14 @@ pub struct TunnelDetector {
     names: NameCache,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
-    /// Beside each slot: its (client, domain) hash, and its (previous, next) links in the
-    /// recency list. Small and dense, so the index probe and the relinking on every message
-    /// stay in cache where the groups themselves do not.
-    hashes: Vec<u64>,
+    /// Beside each slot: its (previous, next) links in the recency list. Small and dense, so
+    /// the relinking on every message stays in cache where the groups themselves do not.
     links: Vec<(u32, u32)>,
-    /// Slot numbers of live groups, by `hashes`.
-    index: hashbrown::HashTable<u32>,
+    /// Live groups by `key_hash`, each as (slot, `hash_tag`): a probe confirms the tag
+    /// before it reads the group, so an entry that only shares the table's 7 control bits
+    /// costs no cache miss, and the hash itself need not be kept beside the slab (removal
+    /// recomputes it from the group's key, which it reads anyway).
+    index: hashbrown::HashTable<(u32, u32)>,
     hasher: FastRandom,
     free: Vec<u32>,
     /// Most recently seen group, and least recently seen.
@@ -561,7 +562,6 @@ impl TunnelDetector {
             // Grown by doubling, the slab was copied and its fresh pages zeroed again at
             // every step: 12% of a replay's time while the first 65k groups filled.
             slots: Vec::with_capacity(reserve),
-            hashes: Vec::with_capacity(reserve),
             links: Vec::with_capacity(reserve),
             index: hashbrown::HashTable::with_capacity(reserve),
             hasher: FastRandom::default(),
@@ -722,14 +722,15 @@ impl TunnelDetector {
 
     /// Finds or creates the group, moving it to the front of the recency list.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
-        let h = self.hasher.hash_one((client, rd));
-        let (slots, hashes) = (&self.slots, &self.hashes);
-        let found = self.index.find(h, |&i| {
-            hashes.get(i as usize) == Some(&h)
+        let h = key_hash(&self.hasher, client, rd.as_bytes());
+        let tag = hash_tag(h);
+        let slots = &self.slots;
+        let found = self.index.find(h, |&(i, t)| {
+            t == tag
                 && matches!(slots.get(i as usize), Some(Some(g))
                     if g.client == client && g.domain.as_bytes() == rd.as_bytes())
         });
-        if let Some(&i) = found {
+        if let Some(&(i, _)) = found {
             self.touch(i);
             return i;
         }
@@ -763,20 +764,18 @@ impl TunnelDetector {
                 if let Some(s) = self.slots.get_mut(i as usize) {
                     *s = Some(g);
                 }
-                if let Some(x) = self.hashes.get_mut(i as usize) {
-                    *x = h;
-                }
                 i
             }
             None => {
                 self.slots.push(Some(g));
-                self.hashes.push(h);
                 self.links.push((NIL, NIL));
                 (self.slots.len() - 1) as u32
             }
         };
-        let hashes = &self.hashes;
-        self.index.insert_unique(h, i, |&j| hashes.get(j as usize).copied().unwrap_or(0));
+        // Growing or rehashing the table (rare: it is reserved for the cap) recomputes each
+        // entry's hash from its group.
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(h, (i, tag), |&(j, _)| slot_hash(hasher, slots, j));
         self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
@@ -839,12 +838,12 @@ impl TunnelDetector {
         let Some(slot) = self.slots.get_mut(i as usize) else {
             return;
         };
-        let Some(client) = slot.as_ref().map(|g| g.client) else {
+        let Some((client, h)) = slot.as_ref().map(|g| (g.client, key_hash(&self.hasher, g.client, g.domain.as_bytes())))
+        else {
             return;
         };
         *slot = None;
-        let h = self.hashes.get(i as usize).copied().unwrap_or(0);
-        if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
+        if let Ok(e) = self.index.find_entry(h, |&(j, _)| j == i) {
             e.remove();
         }
         if let Some(c) = self.clients.get_mut(&client) {
@@ -964,6 +963,25 @@ impl TunnelDetector {
         );
         out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
         self.stats.alerts_reputation += 1;
+    }
+}
+
+/// The index's hash of a group's key.
+fn key_hash(hasher: &FastRandom, client: IpAddr, rd: &[u8]) -> u64 {
+    hasher.hash_one((client, rd))
+}
+
+/// The hash bits an index entry keeps to tell its group from others in the same probe:
+/// above the bits hashbrown takes for the bucket (up to 2^25 buckets) and below its 7
+/// control bits, so that it still tells apart entries those already matched.
+fn hash_tag(h: u64) -> u32 {
+    (h >> 25) as u32
+}
+
+fn slot_hash(hasher: &FastRandom, slots: &[Option<Group>], i: u32) -> u64 {
+    match slots.get(i as usize) {
+        Some(Some(g)) => key_hash(hasher, g.client, g.domain.as_bytes()),
+        _ => 0,
     }
 }
 
