@@ -460,6 +460,14 @@ struct Group {
     example: SmallBytes<INLINE_BYTES>,
 }
 
+/// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+    hash: u64,
+}
+
 #[derive(Debug, Default)]
 struct Client {
     /// Groups of this client in the table; the client leaves with its last group.
@@ -479,13 +487,13 @@ pub struct TunnelDetector {
     names: NameCache,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
-    /// Beside each slot: its (previous, next) links in the recency list. Small and dense, so
-    /// the relinking on every message stays in cache where the groups themselves do not.
-    links: Vec<(u32, u32)>,
-    /// Live groups by `key_hash`, each as (slot, `hash_tag`): a probe confirms the tag
-    /// before it reads the group, so an entry that only shares the table's 7 control bits
-    /// costs no cache miss, and the hash itself need not be kept beside the slab (removal
-    /// recomputes it from the group's key, which it reads anyway).
+    /// Beside each slot: its links in the recency list and its key's hash. Small and dense,
+    /// so the relinking on every message stays in cache where the groups themselves do not;
+    /// removal reads the hash where it unlinks.
+    links: Vec<Link>,
+    /// Live groups by the hash of (client, registered domain), each as (slot, `hash_tag`): a probe confirms the tag
+    /// before it reads anything else, so the one that finds its group reads the group next
+    /// and nothing in between.
     index: hashbrown::HashTable<(u32, u32)>,
     hasher: FastRandom,
     free: Vec<u32>,
@@ -722,7 +730,7 @@ impl TunnelDetector {
 
     /// Finds or creates the group, moving it to the front of the recency list.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
-        let h = key_hash(&self.hasher, client, rd.as_bytes());
+        let h = self.hasher.hash_one((client, rd));
         let tag = hash_tag(h);
         let slots = &self.slots;
         let found = self.index.find(h, |&(i, t)| {
@@ -764,18 +772,19 @@ impl TunnelDetector {
                 if let Some(s) = self.slots.get_mut(i as usize) {
                     *s = Some(g);
                 }
+                if let Some(l) = self.links.get_mut(i as usize) {
+                    l.hash = h;
+                }
                 i
             }
             None => {
                 self.slots.push(Some(g));
-                self.links.push((NIL, NIL));
+                self.links.push(Link { prev: NIL, next: NIL, hash: h });
                 (self.slots.len() - 1) as u32
             }
         };
-        // Growing or rehashing the table (rare: it is reserved for the cap) recomputes each
-        // entry's hash from its group.
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(h, (i, tag), |&(j, _)| slot_hash(hasher, slots, j));
+        let links = &self.links;
+        self.index.insert_unique(h, (i, tag), |&(j, _)| links.get(j as usize).map_or(0, |l| l.hash));
         self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
@@ -791,16 +800,16 @@ impl TunnelDetector {
     }
 
     fn links(&self, i: u32) -> (u32, u32) {
-        self.links.get(i as usize).copied().unwrap_or((NIL, NIL))
+        self.links.get(i as usize).map_or((NIL, NIL), |l| (l.prev, l.next))
     }
 
     fn set_links(&mut self, i: u32, prev: Option<u32>, next: Option<u32>) {
         if let Some(l) = self.links.get_mut(i as usize) {
             if let Some(p) = prev {
-                l.0 = p;
+                l.prev = p;
             }
             if let Some(n) = next {
-                l.1 = n;
+                l.next = n;
             }
         }
     }
@@ -838,11 +847,11 @@ impl TunnelDetector {
         let Some(slot) = self.slots.get_mut(i as usize) else {
             return;
         };
-        let Some((client, h)) = slot.as_ref().map(|g| (g.client, key_hash(&self.hasher, g.client, g.domain.as_bytes())))
-        else {
+        let Some(client) = slot.as_ref().map(|g| g.client) else {
             return;
         };
         *slot = None;
+        let h = self.links.get(i as usize).map_or(0, |l| l.hash);
         if let Ok(e) = self.index.find_entry(h, |&(j, _)| j == i) {
             e.remove();
         }
@@ -966,23 +975,11 @@ impl TunnelDetector {
     }
 }
 
-/// The index's hash of a group's key.
-fn key_hash(hasher: &FastRandom, client: IpAddr, rd: &[u8]) -> u64 {
-    hasher.hash_one((client, rd))
-}
-
 /// The hash bits an index entry keeps to tell its group from others in the same probe:
 /// above the bits hashbrown takes for the bucket (up to 2^25 buckets) and below its 7
 /// control bits, so that it still tells apart entries those already matched.
 fn hash_tag(h: u64) -> u32 {
     (h >> 25) as u32
-}
-
-fn slot_hash(hasher: &FastRandom, slots: &[Option<Group>], i: u32) -> u64 {
-    match slots.get(i as usize) {
-        Some(Some(g)) => key_hash(hasher, g.client, g.domain.as_bytes()),
-        _ => 0,
-    }
 }
 
 /// Whether `b` has an ASCII capital, eight bytes at a time: most names have none, and then
