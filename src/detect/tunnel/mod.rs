@@ -225,27 +225,32 @@ const NIL: u32 = u32::MAX;
 const MAX_RESERVED_GROUPS: usize = 1 << 18;
 
 /// Counters over one window.
+///
+/// Two whole cache lines, in this order: what `may_alert` reads of both halves on every
+/// message comes first, so that of the earlier half it reads one line, not two.
 #[derive(Clone, Debug, Default)]
+#[repr(C, align(64))]
 struct Window {
-    start: Nanos,
-    last: Nanos,
     queries: u32,
-    responses: u32,
     distinct: u32,
-    sub_len_sum: u64,
-    max_sub: u32,
-    max_label: u32,
-    entropy_sum: f64,
-    entropy_n: u32,
-    /// Names per alphabet, indexed by `Alphabet as usize` (Plain unused).
-    encoded: [u32; 5],
-    /// txt, null, cname, mx, any, srv, private.
-    types: [u32; 7],
     txt_null_answers: u32,
-    nxdomain: u32,
+    single_query: bool,
     bytes_up: u64,
     bytes_down: u64,
-    single_query: bool,
+    start: Nanos,
+    last: Nanos,
+    sub_len_sum: u64,
+    entropy_sum: f64,
+    responses: u32,
+    max_sub: u32,
+    max_label: u32,
+    entropy_n: u32,
+    nxdomain: u32,
+    /// Names per encoded alphabet, at `Alphabet as usize - 1` (`name_features` never
+    /// reports Plain as an alphabet).
+    encoded: [u32; 4],
+    /// txt, null, cname, mx, any, srv, private.
+    types: [u32; 7],
 }
 
 impl Window {
@@ -355,8 +360,9 @@ impl Seen {
 }
 
 /// Registered domains up to this many bytes are stored in the group itself, so that
-/// confirming a lookup reads the group's own memory rather than another allocation.
-const INLINE_DOMAIN: usize = 46;
+/// confirming a lookup reads the group's own memory rather than another allocation; 38
+/// keeps the domain and the client in the group's first cache line.
+const INLINE_DOMAIN: usize = 38;
 
 /// A group's example name and previous subdomain: short for nearly every group, and
 /// allocating both for each new group cost more than the rest of its set-up (and put each
@@ -430,34 +436,44 @@ impl<const N: usize> SmallBytes<N> {
     }
 }
 
+/// Eight cache lines, in the order a message needs them: the key (the lookup's one
+/// dependent read) alone in the first line, then the per-message fields, the earlier half
+/// window last. Removal reads the first three lines (the key and the fields that own
+/// memory). The order is checked by `group_layout_keeps_the_key_in_one_line`.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Group {
-    client: IpAddr,
     domain: SmallBytes<INLINE_DOMAIN>,
-    server: IpAddr,
-    last_seen: Nanos,
-    last_query: Nanos,
+    client: IpAddr,
     saw_query: bool,
+    long_queries: u32,
+
+    last_seen: Nanos,
+    seen: Seen,
+    /// The longest query name of the window, for the alert.
+    example: SmallBytes<INLINE_BYTES>,
+
+    prev_name: SmallBytes<INLINE_BYTES>,
+    last_query: Nanos,
+    /// No new alert for this group before this time: one alert per group per window.
+    quiet_until: Nanos,
+    long_start: Nanos,
+
     /// The window slides in two halves: `w` is the current half, `earlier` the one before
     /// it (empty when it is older than a whole window). Features are read over both, so the
     /// span scored is always between half a window and a whole one, ending now: a burst
     /// cannot hide by straddling a boundary.
     w: Window,
-    earlier: Window,
-    /// No new alert for this group before this time: one alert per group per window.
-    quiet_until: Nanos,
-    long_start: Nanos,
-    long_queries: u32,
-    long_distinct: u32,
+
     h_start: Nanos,
     h_queries: u64,
     info_bits: f64,
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
-    seen: Seen,
-    prev_name: SmallBytes<INLINE_BYTES>,
-    /// The longest query name of the window, for the alert.
-    example: SmallBytes<INLINE_BYTES>,
+    long_distinct: u32,
+    server: IpAddr,
+
+    earlier: Window,
 }
 
 /// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.
@@ -1020,7 +1036,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
         w.entropy_n += 1;
     }
     if let Some(a) = f.alphabet {
-        if let Some(c) = w.encoded.get_mut(a as usize) {
+        if let Some(c) = (a as usize).checked_sub(1).and_then(|k| w.encoded.get_mut(k)) {
             *c += 1;
         }
     }
@@ -1228,7 +1244,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
     let secs = (w.last.saturating_sub(w.start) as f64 / NANOS_PER_SEC as f64).max(1.0);
     doc.insert("portent.tunnel.query_rate_per_min", round2(w.queries as f64 * 60.0 / secs));
     let (best, best_n) = (1..5usize)
-        .filter_map(|i| w.encoded.get(i).map(|&n| (i, n)))
+        .filter_map(|i| w.encoded.get(i - 1).map(|&n| (i, n)))
         .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
         .unwrap_or((0, 0));
     let alphabet = match best {
