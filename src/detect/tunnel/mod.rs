@@ -758,6 +758,14 @@ impl TunnelDetector {
             self.touch(i);
             return i;
         }
+        self.new_group(client, rd, ts, h)
+    }
+
+    /// Creates the group, evicting the least recently seen at the cap. Kept out of line:
+    /// the group it builds is 64-byte aligned, and building it inside `on_dns` made every
+    /// message pay for realigning that frame.
+    #[inline(never)]
+    fn new_group(&mut self, client: IpAddr, rd: &str, ts: Nanos, h: u64) -> u32 {
         if self.live >= self.cfg.max_groups.max(1) && self.tail != NIL {
             self.remove_group(self.tail);
             self.stats.evictions += 1;
@@ -800,7 +808,7 @@ impl TunnelDetector {
             }
         };
         let links = &self.links;
-        self.index.insert_unique(h, (i, tag), |&(j, _)| links.get(j as usize).map_or(0, |l| l.hash));
+        self.index.insert_unique(h, (i, hash_tag(h)), |&(j, _)| links.get(j as usize).map_or(0, |l| l.hash));
         self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
