@@ -226,10 +226,11 @@ const MAX_RESERVED_GROUPS: usize = 1 << 18;
 
 /// Counters over one window.
 ///
-/// Two whole cache lines, in this order: what `may_alert` reads of both halves on every
-/// message comes first, so that of the earlier half it reads one line, not two.
+/// 128 bytes in this order: what `may_alert` reads of both halves on every message comes
+/// first (32 bytes), so that the group can keep that much of its earlier half with the
+/// fields every message touches and the rest apart.
 #[derive(Clone, Debug, Default)]
-#[repr(C, align(64))]
+#[repr(C)]
 struct Window {
     queries: u32,
     distinct: u32,
@@ -436,28 +437,22 @@ impl<const N: usize> SmallBytes<N> {
     }
 }
 
-/// Eight cache lines, in the order a message needs them: the key (the lookup's one
-/// dependent read) alone in the first line, then the per-message fields, the earlier half
-/// window last. Removal reads the first three lines (the key and the fields that own
-/// memory). The order is checked by `group_layout_keeps_the_key_in_one_line`.
+/// Eight cache lines: a message reads the first six (the key alone in the first: the
+/// lookup's one dependent read), the rest of the earlier half window and the previous
+/// subdomain sit in the last two, read when the window slides, an alert is written or a
+/// name is new. Removal reads lines 0, 1 and 7 (the key and the fields that own memory).
+/// `group_layout_keeps_the_key_in_one_line` checks the order.
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Group {
     domain: SmallBytes<INLINE_DOMAIN>,
     client: IpAddr,
     saw_query: bool,
-    long_queries: u32,
 
     last_seen: Nanos,
     seen: Seen,
     /// The longest query name of the window, for the alert.
     example: SmallBytes<INLINE_BYTES>,
-
-    prev_name: SmallBytes<INLINE_BYTES>,
-    last_query: Nanos,
-    /// No new alert for this group before this time: one alert per group per window.
-    quiet_until: Nanos,
-    long_start: Nanos,
 
     /// The window slides in two halves: `w` is the current half, `earlier` the one before
     /// it (empty when it is older than a whole window). Features are read over both, so the
@@ -465,15 +460,21 @@ struct Group {
     /// cannot hide by straddling a boundary.
     w: Window,
 
+    last_query: Nanos,
+    /// No new alert for this group before this time: one alert per group per window.
+    quiet_until: Nanos,
+    long_start: Nanos,
     h_start: Nanos,
     h_queries: u64,
     info_bits: f64,
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
+    long_queries: u32,
     long_distinct: u32,
-    server: IpAddr,
 
+    server: IpAddr,
     earlier: Window,
+    prev_name: SmallBytes<INLINE_BYTES>,
 }
 
 /// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.

@@ -692,16 +692,23 @@ fn index_and_recency_list_agree_with_a_reference_lru() {
     assert!(d.stats().evictions > 1000 && d.stats().expired > 100, "{:?}", d.stats());
 }
 
-/// What the order of `Group` is for: the key in the first cache line, the earlier half
-/// window on a line of its own, and no more than eight lines in all.
+/// What the order of `Group` is for: the key in the first cache line, what a message
+/// reads in the first six, and no more than eight lines in all.
 #[test]
 fn group_layout_keeps_the_key_in_one_line() {
     use std::mem::{offset_of, size_of};
+    let line = |offset: usize| offset / 64;
     assert_eq!(size_of::<Window>(), 128);
     assert!(size_of::<Option<Group>>() <= 512);
-    assert!(offset_of!(Group, domain) + size_of::<SmallBytes<INLINE_DOMAIN>>() <= 64);
-    assert!(offset_of!(Group, client) + size_of::<IpAddr>() <= 64);
-    assert_eq!(offset_of!(Group, earlier) % 64, 0);
-    // What `may_alert` reads of a half window sits in its first line.
-    assert!(offset_of!(Window, bytes_down) + 8 <= 64 && offset_of!(Window, single_query) < 64);
+    assert_eq!(line(offset_of!(Group, domain) + size_of::<SmallBytes<INLINE_DOMAIN>>() - 1), 0);
+    assert_eq!(line(offset_of!(Group, client) + size_of::<IpAddr>() - 1), 0);
+    // What `may_alert` reads of the earlier half sits in its first 32 bytes, and those in
+    // one line of the group, before the seventh.
+    assert!(offset_of!(Window, bytes_down) + 8 <= 32 && offset_of!(Window, single_query) < 32);
+    let earlier = offset_of!(Group, earlier);
+    assert!(line(earlier) == line(earlier + 31) && line(earlier) < 6);
+    let server = offset_of!(Group, server);
+    assert!(line(server) == line(server + size_of::<IpAddr>() - 1) && line(server) < 6);
+    assert!(line(offset_of!(Group, w) + size_of::<Window>() - 1) < 6);
+    assert!(line(offset_of!(Group, long_distinct)) < 6 && line(offset_of!(Group, example)) < 6);
 }
