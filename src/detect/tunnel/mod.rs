@@ -52,15 +52,15 @@
 //! ## Memory
 //!
 //! Groups live in a slab with a least-recently-seen list; at `max_groups` the least recently
-//! seen group is evicted (counted). The lookup is one probe of a table of (slot, hash tag)
-//! entries keyed by a hash of (client, registered domain), with the domain kept inside the
-//! group and the list links and each slot's hash in an array beside the slab: at the cap
-//! every message used to chase a per-client map, a boxed key and two neighbours' links
-//! through cold memory. Each group is a fixed 512-byte record of eight cache lines (its
+//! seen group is evicted (counted). The lookup is one probe of a table of slot numbers keyed
+//! by a hash of (client, registered domain), with the domain kept inside the group and the
+//! list links and each slot's hash in one array beside the slab: at the cap every message
+//! used to chase a per-client map, a boxed key and two neighbours' links through cold
+//! memory. Each group is a fixed 512-byte record of eight cache lines (its
 //! domain inline up to 38 bytes, its example name and previous subdomain inline up to 38
 //! bytes each, on the heap beyond), laid out so that the key fills the first line and a
 //! message reads the first six; plus, once it has sent two names, a 128-byte Bloom filter
-//! of name fingerprints. Beside it 16 bytes of links and hash and an 8-byte index entry.
+//! of name fingerprints. Beside it 16 bytes of links and hash and an index entry.
 //! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
 //! keeps the allowlist answer, registered domain and subdomain features of recent names
 //! (`domain::NameCache`): every name comes at least twice, as query and response.
@@ -510,10 +510,10 @@ pub struct TunnelDetector {
     /// so the relinking on every message stays in cache where the groups themselves do not;
     /// removal reads the hash where it unlinks.
     links: Vec<Link>,
-    /// Live groups by the hash of (client, registered domain), each as (slot, `hash_tag`): a probe confirms the tag
-    /// before it reads anything else, so the one that finds its group reads the group next
-    /// and nothing in between.
-    index: hashbrown::HashTable<(u32, u32)>,
+    /// Slot numbers of live groups, by the hash of (client, registered domain). A probe
+    /// checks a candidate's hash in `links` before reading its group: the line a hit then
+    /// relinks anyway, and no third array beside the slab.
+    index: hashbrown::HashTable<u32>,
     hasher: FastRandom,
     free: Vec<u32>,
     /// Most recently seen group, and least recently seen.
@@ -750,14 +750,13 @@ impl TunnelDetector {
     /// Finds or creates the group, moving it to the front of the recency list.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
         let h = self.hasher.hash_one((client, rd));
-        let tag = hash_tag(h);
-        let slots = &self.slots;
-        let found = self.index.find(h, |&(i, t)| {
-            t == tag
+        let (slots, links) = (&self.slots, &self.links);
+        let found = self.index.find(h, |&i| {
+            links.get(i as usize).map(|l| l.hash) == Some(h)
                 && matches!(slots.get(i as usize), Some(Some(g))
                     if g.client == client && g.domain.as_bytes() == rd.as_bytes())
         });
-        if let Some(&(i, _)) = found {
+        if let Some(&i) = found {
             self.touch(i);
             return i;
         }
@@ -811,7 +810,7 @@ impl TunnelDetector {
             }
         };
         let links = &self.links;
-        self.index.insert_unique(h, (i, hash_tag(h)), |&(j, _)| links.get(j as usize).map_or(0, |l| l.hash));
+        self.index.insert_unique(h, i, |&j| links.get(j as usize).map_or(0, |l| l.hash));
         self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
@@ -879,7 +878,7 @@ impl TunnelDetector {
         };
         *slot = None;
         let h = self.links.get(i as usize).map_or(0, |l| l.hash);
-        if let Ok(e) = self.index.find_entry(h, |&(j, _)| j == i) {
+        if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
             e.remove();
         }
         if let Some(c) = self.clients.get_mut(&client) {
@@ -1000,13 +999,6 @@ impl TunnelDetector {
         out.push(Alert { ts: ev.ts, rule: "dns_reputation", client: ev.client, doc });
         self.stats.alerts_reputation += 1;
     }
-}
-
-/// The hash bits an index entry keeps to tell its group from others in the same probe:
-/// above the bits hashbrown takes for the bucket (up to 2^25 buckets) and below its 7
-/// control bits, so that it still tells apart entries those already matched.
-fn hash_tag(h: u64) -> u32 {
-    (h >> 25) as u32
 }
 
 /// Whether `b` has an ASCII capital, eight bytes at a time: most names have none, and then
