@@ -56,11 +56,11 @@
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and each slot's hash in one array beside the slab: at the cap every message
 //! used to chase a per-client map, a boxed key and two neighbours' links through cold
-//! memory. Each group is a fixed 512-byte record of eight cache lines (its
-//! domain inline up to 38 bytes, its example name and previous subdomain inline up to 38
-//! bytes each, on the heap beyond), laid out so that the key fills the first line and a
-//! message reads the first six; plus, once it has sent two names, a 128-byte Bloom filter
-//! of name fingerprints. Beside it 16 bytes of links and hash and an index entry.
+//! memory. Each group is a fixed 512-byte record of eight cache lines (its domain inline up
+//! to 38 bytes, its example name and previous subdomain inline up to 38 bytes each, on the
+//! heap beyond), laid out so that the key fills the first line and a message reads the
+//! first six; plus, once it has sent two names, a 128-byte Bloom filter of name
+//! fingerprints. Beside it 16 bytes of links and hash and an index entry.
 //! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
 //! keeps the allowlist answer, registered domain and subdomain features of recent names
 //! (`domain::NameCache`): every name comes at least twice, as query and response.

@@ -637,7 +637,7 @@ fn small_bytes_hold_any_length() {
 /// The index, the links beside the slab and the recency list against a plain model (an
 /// exact LRU list of keys) over random lookups, evictions at the cap, expiry and slot
 /// re-use, with long and short registered domains: every live group is found through the
-/// index by its tag and hash, and nothing else is in it.
+/// index by its hash, and nothing else is in it.
 #[test]
 fn index_and_recency_list_agree_with_a_reference_lru() {
     const CAP: usize = 48;
