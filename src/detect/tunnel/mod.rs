@@ -54,13 +54,15 @@
 //! Groups live in a slab with a least-recently-seen list; at `max_groups` the least recently
 //! seen group is evicted (counted). The lookup is one probe of a table of slot numbers keyed
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
-//! list links and hashes in arrays beside the slab: at the cap every message used to chase a
-//! per-client map, a boxed key and two neighbours' links through cold memory. Each group is
-//! a fixed-size record (its domain inline up to 46 bytes, its example name and previous
-//! subdomain inline up to 38 bytes each, on the heap beyond) plus a 128-byte Bloom filter of
-//! name fingerprints; beside it 12 bytes of hash and links and an index entry. `expire`
-//! drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB) keeps the
-//! allowlist answer, registered domain and subdomain features of recent names
+//! list links and each slot's hash in one array beside the slab: at the cap every message
+//! used to chase a per-client map, a boxed key and two neighbours' links through cold
+//! memory. Each group is a fixed 512-byte record of eight cache lines (its domain inline up
+//! to 38 bytes, its example name and previous subdomain inline up to 38 bytes each, on the
+//! heap beyond), laid out so that the key fills the first line and a message reads the
+//! first six; plus, once it has sent two names, a 128-byte Bloom filter of name
+//! fingerprints. Beside it 16 bytes of links and hash and an index entry.
+//! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
+//! keeps the allowlist answer, registered domain and subdomain features of recent names
 //! (`domain::NameCache`): every name comes at least twice, as query and response.
 
 pub mod domain;
@@ -225,27 +227,33 @@ const NIL: u32 = u32::MAX;
 const MAX_RESERVED_GROUPS: usize = 1 << 18;
 
 /// Counters over one window.
+///
+/// 128 bytes in this order: what `may_alert` reads of both halves on every message comes
+/// first (32 bytes), so that the group can keep that much of its earlier half with the
+/// fields every message touches and the rest apart.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 struct Window {
-    start: Nanos,
-    last: Nanos,
     queries: u32,
-    responses: u32,
     distinct: u32,
-    sub_len_sum: u64,
-    max_sub: u32,
-    max_label: u32,
-    entropy_sum: f64,
-    entropy_n: u32,
-    /// Names per alphabet, indexed by `Alphabet as usize` (Plain unused).
-    encoded: [u32; 5],
-    /// txt, null, cname, mx, any, srv, private.
-    types: [u32; 7],
     txt_null_answers: u32,
-    nxdomain: u32,
+    single_query: bool,
     bytes_up: u64,
     bytes_down: u64,
-    single_query: bool,
+    start: Nanos,
+    last: Nanos,
+    sub_len_sum: u64,
+    entropy_sum: f64,
+    responses: u32,
+    max_sub: u32,
+    max_label: u32,
+    entropy_n: u32,
+    nxdomain: u32,
+    /// Names per encoded alphabet, at `Alphabet as usize - 1` (`name_features` never
+    /// reports Plain as an alphabet).
+    encoded: [u32; 4],
+    /// txt, null, cname, mx, any, srv, private.
+    types: [u32; 7],
 }
 
 impl Window {
@@ -355,8 +363,9 @@ impl Seen {
 }
 
 /// Registered domains up to this many bytes are stored in the group itself, so that
-/// confirming a lookup reads the group's own memory rather than another allocation.
-const INLINE_DOMAIN: usize = 46;
+/// confirming a lookup reads the group's own memory rather than another allocation; 38
+/// keeps the domain and the client in the group's first cache line.
+const INLINE_DOMAIN: usize = 38;
 
 /// A group's example name and previous subdomain: short for nearly every group, and
 /// allocating both for each new group cost more than the rest of its set-up (and put each
@@ -430,34 +439,52 @@ impl<const N: usize> SmallBytes<N> {
     }
 }
 
+/// Eight cache lines: a message reads the first six (the key alone in the first: the
+/// lookup's one dependent read), the rest of the earlier half window and the previous
+/// subdomain sit in the last two, read when the window slides, an alert is written or a
+/// name is new. Removal reads lines 0, 1 and 7 (the key and the fields that own memory).
+/// `group_layout_keeps_the_key_in_one_line` checks the order.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Group {
-    client: IpAddr,
     domain: SmallBytes<INLINE_DOMAIN>,
-    server: IpAddr,
-    last_seen: Nanos,
-    last_query: Nanos,
+    client: IpAddr,
     saw_query: bool,
+
+    last_seen: Nanos,
+    seen: Seen,
+    /// The longest query name of the window, for the alert.
+    example: SmallBytes<INLINE_BYTES>,
+
     /// The window slides in two halves: `w` is the current half, `earlier` the one before
     /// it (empty when it is older than a whole window). Features are read over both, so the
     /// span scored is always between half a window and a whole one, ending now: a burst
     /// cannot hide by straddling a boundary.
     w: Window,
-    earlier: Window,
+
+    last_query: Nanos,
     /// No new alert for this group before this time: one alert per group per window.
     quiet_until: Nanos,
     long_start: Nanos,
-    long_queries: u32,
-    long_distinct: u32,
     h_start: Nanos,
     h_queries: u64,
     info_bits: f64,
     /// Information (bytes) at the last alert whose crossing included the horizon rule.
     info_alerted: f64,
-    seen: Seen,
+    long_queries: u32,
+    long_distinct: u32,
+
+    server: IpAddr,
+    earlier: Window,
     prev_name: SmallBytes<INLINE_BYTES>,
-    /// The longest query name of the window, for the alert.
-    example: SmallBytes<INLINE_BYTES>,
+}
+
+/// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+    hash: u64,
 }
 
 #[derive(Debug, Default)]
@@ -479,12 +506,13 @@ pub struct TunnelDetector {
     names: NameCache,
     clients: HashMap<IpAddr, Client, FastRandom>,
     slots: Vec<Option<Group>>,
-    /// Beside each slot: its (client, domain) hash, and its (previous, next) links in the
-    /// recency list. Small and dense, so the index probe and the relinking on every message
-    /// stay in cache where the groups themselves do not.
-    hashes: Vec<u64>,
-    links: Vec<(u32, u32)>,
-    /// Slot numbers of live groups, by `hashes`.
+    /// Beside each slot: its links in the recency list and its key's hash. Small and dense,
+    /// so the relinking on every message stays in cache where the groups themselves do not;
+    /// removal reads the hash where it unlinks.
+    links: Vec<Link>,
+    /// Slot numbers of live groups, by the hash of (client, registered domain). A probe
+    /// checks a candidate's hash in `links` before reading its group: the line a hit then
+    /// relinks anyway, and no third array beside the slab.
     index: hashbrown::HashTable<u32>,
     hasher: FastRandom,
     free: Vec<u32>,
@@ -561,7 +589,6 @@ impl TunnelDetector {
             // Grown by doubling, the slab was copied and its fresh pages zeroed again at
             // every step: 12% of a replay's time while the first 65k groups filled.
             slots: Vec::with_capacity(reserve),
-            hashes: Vec::with_capacity(reserve),
             links: Vec::with_capacity(reserve),
             index: hashbrown::HashTable::with_capacity(reserve),
             hasher: FastRandom::default(),
@@ -723,9 +750,9 @@ impl TunnelDetector {
     /// Finds or creates the group, moving it to the front of the recency list.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
         let h = self.hasher.hash_one((client, rd));
-        let (slots, hashes) = (&self.slots, &self.hashes);
+        let (slots, links) = (&self.slots, &self.links);
         let found = self.index.find(h, |&i| {
-            hashes.get(i as usize) == Some(&h)
+            links.get(i as usize).map(|l| l.hash) == Some(h)
                 && matches!(slots.get(i as usize), Some(Some(g))
                     if g.client == client && g.domain.as_bytes() == rd.as_bytes())
         });
@@ -733,6 +760,14 @@ impl TunnelDetector {
             self.touch(i);
             return i;
         }
+        self.new_group(client, rd, ts, h)
+    }
+
+    /// Creates the group, evicting the least recently seen at the cap. Kept out of line:
+    /// the group it builds is 64-byte aligned, and building it inside `on_dns` made every
+    /// message pay for realigning that frame.
+    #[inline(never)]
+    fn new_group(&mut self, client: IpAddr, rd: &str, ts: Nanos, h: u64) -> u32 {
         if self.live >= self.cfg.max_groups.max(1) && self.tail != NIL {
             self.remove_group(self.tail);
             self.stats.evictions += 1;
@@ -763,20 +798,19 @@ impl TunnelDetector {
                 if let Some(s) = self.slots.get_mut(i as usize) {
                     *s = Some(g);
                 }
-                if let Some(x) = self.hashes.get_mut(i as usize) {
-                    *x = h;
+                if let Some(l) = self.links.get_mut(i as usize) {
+                    l.hash = h;
                 }
                 i
             }
             None => {
                 self.slots.push(Some(g));
-                self.hashes.push(h);
-                self.links.push((NIL, NIL));
+                self.links.push(Link { prev: NIL, next: NIL, hash: h });
                 (self.slots.len() - 1) as u32
             }
         };
-        let hashes = &self.hashes;
-        self.index.insert_unique(h, i, |&j| hashes.get(j as usize).copied().unwrap_or(0));
+        let links = &self.links;
+        self.index.insert_unique(h, i, |&j| links.get(j as usize).map_or(0, |l| l.hash));
         self.clients.entry(client).or_default().groups += 1;
         self.live += 1;
         self.link_front(i);
@@ -792,16 +826,16 @@ impl TunnelDetector {
     }
 
     fn links(&self, i: u32) -> (u32, u32) {
-        self.links.get(i as usize).copied().unwrap_or((NIL, NIL))
+        self.links.get(i as usize).map_or((NIL, NIL), |l| (l.prev, l.next))
     }
 
     fn set_links(&mut self, i: u32, prev: Option<u32>, next: Option<u32>) {
         if let Some(l) = self.links.get_mut(i as usize) {
             if let Some(p) = prev {
-                l.0 = p;
+                l.prev = p;
             }
             if let Some(n) = next {
-                l.1 = n;
+                l.next = n;
             }
         }
     }
@@ -843,7 +877,7 @@ impl TunnelDetector {
             return;
         };
         *slot = None;
-        let h = self.hashes.get(i as usize).copied().unwrap_or(0);
+        let h = self.links.get(i as usize).map_or(0, |l| l.hash);
         if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
             e.remove();
         }
@@ -1005,7 +1039,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
         w.entropy_n += 1;
     }
     if let Some(a) = f.alphabet {
-        if let Some(c) = w.encoded.get_mut(a as usize) {
+        if let Some(c) = (a as usize).checked_sub(1).and_then(|k| w.encoded.get_mut(k)) {
             *c += 1;
         }
     }
@@ -1213,7 +1247,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
     let secs = (w.last.saturating_sub(w.start) as f64 / NANOS_PER_SEC as f64).max(1.0);
     doc.insert("portent.tunnel.query_rate_per_min", round2(w.queries as f64 * 60.0 / secs));
     let (best, best_n) = (1..5usize)
-        .filter_map(|i| w.encoded.get(i).map(|&n| (i, n)))
+        .filter_map(|i| w.encoded.get(i - 1).map(|&n| (i, n)))
         .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
         .unwrap_or((0, 0));
     let alphabet = match best {

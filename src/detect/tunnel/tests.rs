@@ -633,3 +633,82 @@ fn small_bytes_hold_any_length() {
     b.clear();
     assert!(b.is_empty());
 }
+
+/// The index, the links beside the slab and the recency list against a plain model (an
+/// exact LRU list of keys) over random lookups, evictions at the cap, expiry and slot
+/// re-use, with long and short registered domains: every live group is found through the
+/// index by its hash, and nothing else is in it.
+#[test]
+fn index_and_recency_list_agree_with_a_reference_lru() {
+    const CAP: usize = 48;
+    let mut r = Rng(0x1d3);
+    let mut d = TunnelDetector::new(TunnelConfig { max_groups: CAP, ..TunnelConfig::default() }).unwrap();
+    let mut out = Vec::new();
+    // Most recently seen first, with the time each key was last seen.
+    let mut model: Vec<((IpAddr, String), Nanos)> = Vec::new();
+    let long = "x".repeat(50);
+    let mut ts = T0;
+    for step in 0..20_000 {
+        ts += r.below(40) as Nanos * SEC;
+        if r.below(200) == 0 {
+            // Idle groups leave from the tail, as the detector's expiry walks it.
+            let now = ts + r.below(2 * 24 * 3600) as Nanos * SEC;
+            d.expire(now, &mut out);
+            model.retain(|(_, seen)| seen.saturating_add(d.cfg.horizon) > now);
+            ts = now;
+        } else {
+            let client = format!("10.0.{}.{}", r.below(3), r.below(8));
+            let n = r.below(30);
+            let domain = if n % 7 == 0 { format!("d{n}{long}.com") } else { format!("d{n}.com") };
+            feed(&mut d, ts, &client, &query(&format!("h{}.{domain}", r.below(5)), 1), &mut out);
+            let key = (ip(&client), domain);
+            match model.iter().position(|(k, _)| *k == key) {
+                Some(p) => {
+                    model.remove(p);
+                }
+                None if model.len() >= CAP => {
+                    model.pop();
+                }
+                None => {}
+            }
+            model.insert(0, (key, ts));
+        }
+        assert_eq!(d.index.len(), model.len(), "step {step}");
+        assert_eq!(d.stats().groups, model.len(), "step {step}");
+        // The recency list, head to tail, is the model's order.
+        let mut at = d.head;
+        for ((client, domain), _) in &model {
+            let g = d.slots[at as usize].as_ref().unwrap();
+            assert_eq!((g.client, g.domain.as_str()), (*client, domain.as_str()), "step {step}");
+            let link = d.links[at as usize];
+            assert_eq!(link.hash, d.hasher.hash_one((*client, domain.as_str())), "step {step}");
+            let found = d.index.find(link.hash, |&j| j == at);
+            assert!(found.is_some(), "step {step}: {domain} not in the index");
+            at = link.next;
+        }
+        assert_eq!(at, NIL, "step {step}");
+        assert_eq!(d.slots.iter().flatten().count(), model.len(), "step {step}");
+    }
+    assert!(d.stats().evictions > 1000 && d.stats().expired > 100, "{:?}", d.stats());
+}
+
+/// What the order of `Group` is for: the key in the first cache line, what a message
+/// reads in the first six, and no more than eight lines in all.
+#[test]
+fn group_layout_keeps_the_key_in_one_line() {
+    use std::mem::{offset_of, size_of};
+    let line = |offset: usize| offset / 64;
+    assert_eq!(size_of::<Window>(), 128);
+    assert!(size_of::<Option<Group>>() <= 512);
+    assert_eq!(line(offset_of!(Group, domain) + size_of::<SmallBytes<INLINE_DOMAIN>>() - 1), 0);
+    assert_eq!(line(offset_of!(Group, client) + size_of::<IpAddr>() - 1), 0);
+    // What `may_alert` reads of the earlier half sits in its first 32 bytes, and those in
+    // one line of the group, before the seventh.
+    assert!(offset_of!(Window, bytes_down) + 8 <= 32 && offset_of!(Window, single_query) < 32);
+    let earlier = offset_of!(Group, earlier);
+    assert!(line(earlier) == line(earlier + 31) && line(earlier) < 6);
+    let server = offset_of!(Group, server);
+    assert!(line(server) == line(server + size_of::<IpAddr>() - 1) && line(server) < 6);
+    assert!(line(offset_of!(Group, w) + size_of::<Window>() - 1) < 6);
+    assert!(line(offset_of!(Group, long_distinct)) < 6 && line(offset_of!(Group, example)) < 6);
+}
