@@ -7,10 +7,10 @@
 //!
 //! Each client keeps its answers as small fixed-size slots, and who answered and the names
 //! they were given for (the resolver, the question and the CNAME chain, one record per
-//! response) back to back in one byte arena of its own. At the per-client cap every new address pushes an old one out, so this
-//! is the steady state of a busy sensor: evicting a slot frees nothing and touches no other
-//! memory, and a response costs no allocation of its own. The arena is compacted now and
-//! then, when its dead records make up half of it.
+//! response) back to back in one byte arena of its own. At the per-client cap every new
+//! address pushes an old one out, so this is the steady state of a busy sensor: evicting a
+//! slot frees nothing and touches no other memory, and a response costs no allocation of
+//! its own. The arena is compacted now and then, when its dead records make up half of it.
 
 mod ring;
 
