@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Line-rate benchmark: whole-process replay of one capture by portent (2 threads and 1),
 # against tcpdump (read and write back), tshark (DNS names; on a prefix, it is slow) and a
-# bare read of the file. Median of RUNS runs each, with a warm page cache.
+# bare read of the file. Median of RUNS runs each, with a warm page cache; portent, tcpdump
+# and the bare read take turns run by run. Each row has wall and CPU seconds: on a shared or
+# virtual machine the CPU time (user + system) is the steadier of the two.
 #
 #   benches/replay.sh [FILE]
 #   RUNS=5 SIZE_MB=1000 benches/replay.sh          # generates /tmp/portent-bench.pcap if absent
@@ -60,38 +62,59 @@ say "$FILE: $PACKETS packets, $BYTES bytes; $RUNS runs each"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# measure NAME CMD...: runs CMD RUNS times (shell string, so redirections work); records the
-# median wall seconds (from a nanosecond clock) and the median peak RSS in KiB.
-declare -A WALL RSS
+# run_once NAME CMD: runs CMD once (a shell string, so redirections work) and records its wall
+# seconds (from a nanosecond clock), its CPU seconds (user + system, its children included)
+# and its peak RSS in KiB. summarize NAME: the medians of what run_once recorded.
+declare -A WALL RSS CPUS
+key() { printf '%s' "$1" | tr -c 'a-zA-Z0-9' '_'; }
+run_once() {
+    local k t0 t1
+    k=$(key "$1")
+    t0=$(date +%s%N)
+    /usr/bin/time -f "%M %U %S" -o "$WORK/time" bash -c "$2"
+    t1=$(date +%s%N)
+    echo "$(((t1 - t0) / 1000)) 1000000" | awk '{printf "%.6f\n", $1 / $2}' >>"$WORK/$k.wall"
+    tail -1 "$WORK/time" | awk '{print $1}' >>"$WORK/$k.rss"
+    tail -1 "$WORK/time" | awk '{printf "%.2f\n", $2 + $3}' >>"$WORK/$k.cpu"
+}
+summarize() {
+    local k
+    k=$(key "$1")
+    WALL[$1]=$(median <"$WORK/$k.wall")
+    RSS[$1]=$(median <"$WORK/$k.rss")
+    CPUS[$1]=$(median <"$WORK/$k.cpu")
+    say "$(printf '%-28s median %8.3f s, cpu %5.2f s  (runs: %s)  rss %s KiB' "$1" "${WALL[$1]}" \
+        "${CPUS[$1]}" "$(tr '\n' ' ' <"$WORK/$k.wall")" "${RSS[$1]}")"
+}
+# measure NAME CMD: RUNS runs of one command, one after another.
 measure() {
-    local name=$1 cmd=$2 i t0 t1
-    : >"$WORK/wall" && : >"$WORK/rss"
-    for ((i = 0; i < RUNS; i++)); do
-        t0=$(date +%s%N)
-        /usr/bin/time -f "%M" -o "$WORK/time" bash -c "$cmd"
-        t1=$(date +%s%N)
-        echo "$(((t1 - t0) / 1000)) 1000000" | awk '{printf "%.6f\n", $1 / $2}' >>"$WORK/wall"
-        tail -1 "$WORK/time" >>"$WORK/rss"
-    done
-    WALL[$name]=$(median <"$WORK/wall")
-    RSS[$name]=$(median <"$WORK/rss")
-    say "$(printf '%-28s median %8.3f s  (runs: %s)  rss %s KiB' "$name" "${WALL[$name]}" \
-        "$(tr '\n' ' ' <"$WORK/wall")" "${RSS[$name]}")"
+    local i
+    for ((i = 0; i < RUNS; i++)); do run_once "$1" "$2"; done
+    summarize "$1"
 }
 
 declare -A NPKT NBYTE
-for t in 2 1; do
-    measure "portent --threads $t" \
-        "'$PORTENT' replay --threads $t -q --alerts $ALERTS --summary-json '$WORK/summary$t.json' '$FILE'"
-    NPKT["portent --threads $t"]=$PACKETS
-    NBYTE["portent --threads $t"]=$BYTES
+# portent, tcpdump and the bare read take turns, round by round, so that a slow spell of a
+# shared machine falls on all of them rather than on one row: their ratios are the result.
+declare -A CMD
+CMD["portent --threads 2"]="'$PORTENT' replay --threads 2 -q --alerts $ALERTS --summary-json '$WORK/summary2.json' '$FILE'"
+CMD["portent --threads 1"]="'$PORTENT' replay --threads 1 -q --alerts $ALERTS --summary-json '$WORK/summary1.json' '$FILE'"
+SIDE=("portent --threads 2" "portent --threads 1")
+if have tcpdump; then
+    CMD["tcpdump -r -w /dev/null"]="tcpdump -r '$FILE' -w /dev/null 2>/dev/null"
+    SIDE+=("tcpdump -r -w /dev/null")
+fi
+CMD["cat > /dev/null"]="cat '$FILE' >/dev/null"
+SIDE+=("cat > /dev/null")
+for ((round = 0; round < RUNS; round++)); do
+    for r in "${SIDE[@]}"; do run_once "$r" "${CMD[$r]}"; done
+done
+for r in "${SIDE[@]}"; do
+    summarize "$r"
+    NPKT[$r]=$PACKETS
+    NBYTE[$r]=$BYTES
 done
 ALERT_LINES=$(wc -l <"$ALERTS")
-if have tcpdump; then
-    measure "tcpdump -r -w /dev/null" "tcpdump -r '$FILE' -w /dev/null 2>/dev/null"
-    NPKT["tcpdump -r -w /dev/null"]=$PACKETS
-    NBYTE["tcpdump -r -w /dev/null"]=$BYTES
-fi
 TSHARK_ROW=""
 if have tshark && have editcap; then
     PREFIX=$WORK/prefix.pcap
@@ -109,12 +132,11 @@ if have tshark && have editcap; then
     WALL[$TSHARK_SS]=$(awk -v a="${WALL[$TSHARK_ROW]}" -v b="${WALL["tshark start-up (1 packet)"]}" \
         'BEGIN {d = a - b; printf "%.6f", (d > 0.001) ? d : 0.001}')
     RSS[$TSHARK_SS]=${RSS[$TSHARK_ROW]}
+    CPUS[$TSHARK_SS]=$(awk -v a="${CPUS[$TSHARK_ROW]}" -v b="${CPUS["tshark start-up (1 packet)"]}" \
+        'BEGIN {d = a - b; printf "%.2f", (d > 0.01) ? d : 0.01}')
     NPKT[$TSHARK_SS]=$((NPKT[$TSHARK_ROW] - 1))
     NBYTE[$TSHARK_SS]=${NBYTE[$TSHARK_ROW]}
 fi
-measure "cat > /dev/null" "cat '$FILE' >/dev/null"
-NPKT["cat > /dev/null"]=$PACKETS
-NBYTE["cat > /dev/null"]=$BYTES
 
 pps() { awk -v p="${NPKT[$1]}" -v w="${WALL[$1]}" 'BEGIN {printf "%.0f", p / w}'; }
 gbps() { awk -v b="${NBYTE[$1]}" -v w="${WALL[$1]}" 'BEGIN {printf "%.2f", b * 8 / w / 1e9}'; }
@@ -133,13 +155,13 @@ MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
     echo "### Replay, $(date -u +%Y-%m-%dT%H:%MZ), portent $COMMIT"
     echo
     echo "Machine: $(nproc) CPUs ($CPU), $MEM; $(uname -sr); load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end."
-    echo "Capture: \`$FILE\`, $PACKETS packets, $BYTES bytes; page cache warm; median of $RUNS runs."
+    echo "Capture: \`$FILE\`, $PACKETS packets, $BYTES bytes; page cache warm; median of $RUNS runs; portent, tcpdump and cat take turns run by run."
     echo "portent raised $ALERT_LINES alert lines on it."
     echo
-    echo "| command | wall s (median) | packets/s | Gbit/s (file bytes) | peak RSS MiB |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| command | wall s (median) | CPU s, user + system (median) | packets/s | Gbit/s (file bytes) | peak RSS MiB |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for r in "${ROWS[@]}"; do
-        printf '| %s | %.3f | %s | %s | %.1f |\n' "$r" "${WALL[$r]}" "$(pps "$r")" "$(gbps "$r")" \
+        printf '| %s | %.3f | %.2f | %s | %s | %.1f |\n' "$r" "${WALL[$r]}" "${CPUS[$r]}" "$(pps "$r")" "$(gbps "$r")" \
             "$(awk -v k="${RSS[$r]}" 'BEGIN {print k / 1024}')"
     done
     echo
