@@ -109,6 +109,19 @@ impl Fast {
     }
 }
 
+impl Fast {
+    /// The value of an octet-only form (never negative, never overflowing); None for the
+    /// other forms.
+    #[inline(always)]
+    fn octets_only(self, o: [u8; 4]) -> Option<u32> {
+        match self {
+            Fast::OctetMulAdd([a, b, c]) => Some(octet(o, a) * octet(o, b) + octet(o, c)),
+            Fast::OctetMulSum([a, b, c]) => Some(octet(o, a) * (octet(o, b) + octet(o, c))),
+            Fast::MulAdd(..) | Fast::MulSum(..) => None,
+        }
+    }
+}
+
 /// Octet `i` (0..=3) of `o`, widened.
 #[inline]
 fn octet(o: [u8; 4], i: u8) -> u32 {
@@ -255,11 +268,9 @@ impl Formula {
     // the octet forms are a handful of instructions; the rest goes out of line.
     #[inline(always)]
     pub fn eval(&self, octets: [u8; 4]) -> Option<u16> {
-        let o = octets;
-        match self.fast {
-            Some(Fast::OctetMulAdd([a, b, c])) => port(octet(o, a) * octet(o, b) + octet(o, c)),
-            Some(Fast::OctetMulSum([a, b, c])) => port(octet(o, a) * (octet(o, b) + octet(o, c))),
-            _ => self.eval_general(o),
+        match self.fast.and_then(|f| f.octets_only(octets)) {
+            Some(v) => port(v),
+            None => self.eval_general(octets),
         }
     }
 
@@ -281,8 +292,7 @@ impl Formula {
         match self.fast {
             Some(Fast::MulAdd(a, b, c)) => src(a, o).checked_mul(src(b, o))?.checked_add(src(c, o)),
             Some(Fast::MulSum(a, b, c)) => src(a, o).checked_mul(src(b, o).checked_add(src(c, o))?),
-            Some(Fast::OctetMulAdd([a, b, c])) => Some(i64::from(octet(o, a) * octet(o, b) + octet(o, c))),
-            Some(Fast::OctetMulSum([a, b, c])) => Some(i64::from(octet(o, a) * (octet(o, b) + octet(o, c)))),
+            Some(f @ (Fast::OctetMulAdd(_) | Fast::OctetMulSum(_))) => f.octets_only(o).map(i64::from),
             None => self.eval_program(o),
         }
     }
