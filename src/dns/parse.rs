@@ -1,7 +1,7 @@
 //! Wire bytes → `DnsMessage`. Pure: no I/O, no allocation beyond the owned result, and with
 //! `Spare` not even that once the strings of earlier messages are recycled.
 //!
-//! The header is read through `domain`'s zero-copy `Message` view; names go through our own
+//! The header is read by hand; names go through our own
 //! iterative walker (`name::read_name`, see there why not `domain`'s), and since every record
 //! starts with a name the record walk is ours too.
 //!
@@ -13,7 +13,6 @@
 
 use super::name::{skip_name, NameError, Reader, TEXT_BUF};
 use super::{rtype, Anomaly, DnsMessage, Question, RData, Record};
-use domain::base::Message;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// RFC 1035 §4.1.1.
@@ -95,26 +94,68 @@ impl Spare {
         Spare { lean, ..Spare::default() }
     }
 
-    /// Takes `m` apart and keeps its memory for the next parse. Pops rather than drains: a
-    /// drain's guard (moving a tail that is never there) cost more than the strings it kept.
+    /// Keeps `m`'s memory for the next parse. A vector the spare does not hold yet is kept
+    /// whole, its elements and their strings in place: the next parse writes over them (see
+    /// `parse_with`), where taking each record apart cost more than parsing it. Any other
+    /// is taken apart for its strings (with a DNS log, messages come back in bunches).
+    #[inline]
     pub fn recycle(&mut self, m: DnsMessage) {
-        let DnsMessage { mut questions, mut answers, .. } = m;
+        let DnsMessage { questions, answers, .. } = m;
+        if self.questions.capacity() == 0 && questions.capacity() <= 16 {
+            self.questions = questions;
+        } else if questions.capacity() != 0 {
+            self.take_questions_apart(questions);
+        }
+        if self.answers.capacity() == 0 && answers.capacity() <= 64 {
+            self.answers = answers;
+        } else if answers.capacity() != 0 {
+            // (A query's answers never had memory: nothing to take apart.)
+            self.take_answers_apart(answers);
+        }
+    }
+
+    #[inline(never)]
+    fn take_questions_apart(&mut self, mut questions: Vec<Question>) {
         while let Some(q) = questions.pop() {
             self.keep(q.name);
         }
+    }
+
+    #[inline(never)]
+    fn take_answers_apart(&mut self, mut answers: Vec<Record>) {
         while let Some(r) = answers.pop() {
             self.keep(r.name);
-            match r.data {
-                RData::Name(s) | RData::Mx { exchange: s, .. } => self.keep(s),
-                RData::Txt(v) => v.into_iter().for_each(|s| self.keep(s)),
-                RData::A(_) | RData::Aaaa(_) | RData::Other => {}
+            self.keep_data(r.data);
+        }
+    }
+
+    /// Keeps the strings of a record's data. Inlined: where it replaces the data of a stale
+    /// record, the call and moving the data into it cost more than the match.
+    #[inline(always)]
+    fn keep_data(&mut self, d: RData) {
+        match d {
+            RData::Name(s) | RData::Mx { exchange: s, .. } => self.keep(s),
+            RData::Txt(v) => v.into_iter().for_each(|s| self.keep(s)),
+            RData::A(_) | RData::Aaaa(_) | RData::Other => {}
+        }
+    }
+
+    /// Cuts `qs` to its first `n`, keeping the strings of the stale questions after them.
+    fn trim_questions(&mut self, qs: &mut Vec<Question>, n: usize) {
+        while qs.len() > n {
+            if let Some(q) = qs.pop() {
+                self.keep(q.name);
             }
         }
-        if questions.capacity() > self.questions.capacity() && questions.capacity() <= 16 {
-            self.questions = questions;
-        }
-        if answers.capacity() > self.answers.capacity() && answers.capacity() <= 64 {
-            self.answers = answers;
+    }
+
+    /// `trim_questions` for records.
+    fn trim_answers(&mut self, rs: &mut Vec<Record>, n: usize) {
+        while rs.len() > n {
+            if let Some(r) = rs.pop() {
+                self.keep(r.name);
+                self.keep_data(r.data);
+            }
         }
     }
 
@@ -148,68 +189,68 @@ pub fn parse_message_reusing(buf: &[u8], spare: &mut Spare) -> Result<DnsMessage
 
 /// The parse itself, rendering names in `text` (`TEXT_BUF` long).
 fn parse_with(buf: &[u8], spare: &mut Spare, text: &mut [u8]) -> Result<DnsMessage, ParseError> {
-    let view = Message::from_octets(buf).map_err(|_| ParseError::TooShort)?;
-    let h = view.header();
-    let counts = view.header_counts();
+    let h = Header::read(buf).ok_or(ParseError::TooShort)?;
     let mut m = DnsMessage {
-        id: h.id(),
-        response: h.qr(),
-        opcode: h.opcode().to_int(),
-        rcode: u16::from(h.rcode().to_int()),
-        authoritative: h.aa(),
-        truncated: h.tc(),
-        recursion_desired: h.rd(),
-        recursion_available: h.ra(),
-        authority_count: counts.nscount(),
-        additional_count: counts.arcount(),
+        id: h.id,
+        response: h.flags[0] & 0x80 != 0,
+        opcode: (h.flags[0] >> 3) & 0x0F,
+        rcode: u16::from(h.flags[1] & 0x0F),
+        authoritative: h.flags[0] & 0x04 != 0,
+        truncated: h.flags[0] & 0x02 != 0,
+        recursion_desired: h.flags[0] & 0x01 != 0,
+        recursion_available: h.flags[1] & 0x80 != 0,
+        authority_count: h.ns,
+        additional_count: h.ar,
         ..DnsMessage::default()
     };
     let mut w = Walk { buf, pos: HEADER_LEN, anomalies: 0, spare, names: Reader::new(buf, text) };
 
-    let qd = usize::from(counts.qdcount());
-    m.questions = std::mem::take(&mut w.spare.questions);
-    m.questions.reserve(qd.min(w.remaining() / MIN_QUESTION_LEN));
-    for _ in 0..qd {
-        if w.at_end() {
-            w.flag(Anomaly::CountMismatch);
-            m.anomalies = w.anomalies;
-            return Ok(m);
+    // The spare's vectors may still hold the elements of a message recycled earlier: each
+    // is overwritten in place, and what is left past the new count is cut off at the end.
+    let qd = usize::from(h.qd);
+    let mut qs = std::mem::take(&mut w.spare.questions);
+    reserve_to(&mut qs, qd.min(w.remaining() / MIN_QUESTION_LEN));
+    let read = w.questions(&mut qs, qd);
+    let n = match read {
+        Ok(n) => n,
+        Err(e) => {
+            w.spare.questions = qs;
+            return Err(e);
         }
-        let mut name = w.spare.string();
-        match w.names.read(w.pos, &mut name) {
-            Ok(end) => w.pos = end,
-            Err(e) => {
-                w.spare.unused(name);
-                return Err(e.into());
-            }
-        }
-        let qtype = w.u16().ok_or(ParseError::BadQuestion)?;
-        let qclass = w.u16().ok_or(ParseError::BadQuestion)?;
-        m.questions.push(Question { name, qtype, qclass });
+    };
+    w.spare.trim_questions(&mut qs, n);
+    m.questions = qs;
+    if n < qd {
+        // The message ended inside the question section (`CountMismatch`).
+        m.anomalies = w.anomalies;
+        return Ok(m);
     }
 
-    let an = usize::from(counts.ancount());
-    m.answers = std::mem::take(&mut w.spare.answers);
-    m.answers.reserve(an.min(w.remaining() / MIN_RR_LEN));
+    let an = usize::from(h.an);
     let mut complete = true;
-    for _ in 0..an {
-        match w.answer() {
-            Some(r) => {
-                m.answer_rdata_bytes = m.answer_rdata_bytes.saturating_add(u32::from(r.rdlen));
-                m.answers.push(r);
+    if an != 0 {
+        let mut rs = std::mem::take(&mut w.spare.answers);
+        reserve_to(&mut rs, an.min(w.remaining() / MIN_RR_LEN));
+        let mut n = 0;
+        while n < an {
+            match w.answer(&mut rs, n) {
+                Some(rdlen) => m.answer_rdata_bytes = m.answer_rdata_bytes.saturating_add(u32::from(rdlen)),
+                None => {
+                    complete = false;
+                    break;
+                }
             }
-            None => {
-                complete = false;
-                break;
-            }
+            n += 1;
         }
+        w.spare.trim_answers(&mut rs, n);
+        m.answers = rs;
     }
     if complete {
-        complete = w.skip_records(counts.nscount(), None);
+        complete = w.skip_records(m.authority_count, None);
     }
     if complete {
         let mut opt_ttl = None;
-        complete = w.skip_records(counts.arcount(), Some(&mut opt_ttl));
+        complete = w.skip_records(m.additional_count, Some(&mut opt_ttl));
         if let Some(ttl) = opt_ttl {
             // RFC 6891 §6.1.3: the OPT TTL's top octet is the upper 8 bits of a 12-bit RCODE.
             m.rcode |= ((ttl >> 24) as u16) << 4;
@@ -220,6 +261,13 @@ fn parse_with(buf: &[u8], spare: &mut Spare, text: &mut [u8]) -> Result<DnsMessa
     }
     m.anomalies = w.anomalies;
     Ok(m)
+}
+
+/// Makes room in `v` for `n` elements in all, counting those already there.
+fn reserve_to<T>(v: &mut Vec<T>, n: usize) {
+    if let Some(more) = n.checked_sub(v.len()) {
+        v.reserve(more);
+    }
 }
 
 /// Fuzz body shared by `fuzz/fuzz_targets/dns_parse.rs` and the smoke test: parses `data`
@@ -265,6 +313,33 @@ pub fn without_log_text(mut m: DnsMessage) -> DnsMessage {
         }
     }
     m
+}
+
+/// The 12-octet header (RFC 1035 §4.1.1), read by hand: the fields as plain values, where
+/// `domain`'s view of it was a call and a copy per field.
+struct Header {
+    id: u16,
+    flags: [u8; 2],
+    qd: u16,
+    an: u16,
+    ns: u16,
+    ar: u16,
+}
+
+impl Header {
+    fn read(buf: &[u8]) -> Option<Header> {
+        let h: &[u8; HEADER_LEN] = buf.get(..HEADER_LEN)?.try_into().ok()?;
+        let [i0, i1, f0, f1, q0, q1, a0, a1, n0, n1, r0, r1] = *h;
+        let be = u16::from_be_bytes;
+        Some(Header {
+            id: be([i0, i1]),
+            flags: [f0, f1],
+            qd: be([q0, q1]),
+            an: be([a0, a1]),
+            ns: be([n0, n1]),
+            ar: be([r0, r1]),
+        })
+    }
 }
 
 /// A cursor over the message with the anomalies seen so far.
@@ -329,19 +404,52 @@ impl Walk<'_, '_> {
         Some((rtype, class, ttl, rdlen, start, end))
     }
 
-    /// One answer record, or `None` (with the reason flagged) if the walk must stop.
-    fn answer(&mut self) -> Option<Record> {
+    /// Questions into `qs[0..n]` (each slot overwritten, or appended past the end of `qs`).
+    /// Gives how many were read: fewer than `n` if the message ended first (flagged).
+    fn questions(&mut self, qs: &mut Vec<Question>, n: usize) -> Result<usize, ParseError> {
+        for i in 0..n {
+            if self.at_end() {
+                self.flag(Anomaly::CountMismatch);
+                return Ok(i);
+            }
+            if i >= qs.len() {
+                qs.push(Question { name: self.spare.string(), qtype: 0, qclass: 0 });
+            }
+            let q = qs.get_mut(i).ok_or(ParseError::BadQuestion)?;
+            q.name.clear();
+            self.pos = self.names.read(self.pos, &mut q.name)?;
+            q.qtype = self.u16().ok_or(ParseError::BadQuestion)?;
+            q.qclass = self.u16().ok_or(ParseError::BadQuestion)?;
+        }
+        Ok(n)
+    }
+
+    /// Answer record `i` into `rs[i]` (overwritten, or appended if `rs` is shorter) and its
+    /// RDATA length, or `None` (with the reason flagged) if the walk must stop. What a
+    /// failed record left in its slot is cut off by the caller.
+    fn answer(&mut self, rs: &mut Vec<Record>, i: usize) -> Option<u16> {
         let start = self.pos;
         if self.at_end() {
             self.stop(start);
             return None;
         }
-        let Some((name, after_name)) = self.name(start, !self.spare.lean) else {
-            self.flag(Anomaly::RecordsTruncated);
-            return None;
+        let render = !self.spare.lean;
+        if i >= rs.len() {
+            let name = if render { self.spare.string() } else { String::new() };
+            rs.push(Record { name, rtype: 0, class: 0, ttl: 0, rdlen: 0, data: RData::Other });
+        }
+        let r = rs.get_mut(i)?;
+        r.name.clear();
+        let read = if render { self.names.read(start, &mut r.name) } else { self.names.check(start) };
+        let after_name = match read {
+            Ok(end) => end,
+            Err(e) => {
+                self.name_error(e);
+                self.flag(Anomaly::RecordsTruncated);
+                return None;
+            }
         };
         let Some((rtype, class, ttl, rdlen, rd_start, rd_end)) = self.fixed(after_name) else {
-            self.spare.unused(name);
             self.flag(Anomaly::RecordsTruncated);
             return None;
         };
@@ -353,7 +461,10 @@ impl Walk<'_, '_> {
                 RData::Other
             }
         };
-        Some(Record { name, rtype, class, ttl, rdlen, data })
+        let old = std::mem::replace(&mut r.data, data);
+        self.spare.keep_data(old);
+        (r.rtype, r.class, r.ttl, r.rdlen) = (rtype, class, ttl, rdlen);
+        Some(rdlen)
     }
 
     /// RDATA of the answer types we keep; `None` if it does not parse as its type says.
