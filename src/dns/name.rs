@@ -553,6 +553,40 @@ mod tests {
         assert!(repeats > 100_000, "{repeats}");
     }
 
+    /// Runs of short labels in place, 2..=80 octets in all, with an octet to escape anywhere
+    /// or none, followed by a pointer and 0..=9 octets to the end of the message; read from
+    /// their start and again after a label and a pointer to them (not at the text's start).
+    #[test]
+    fn runs_of_every_length() {
+        let mut rng = Rng(0x7A3F_0C55_19E2_B0D1);
+        for total in 2..=80usize {
+            for _ in 0..40 {
+                let mut m = b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03com\x00".to_vec();
+                let run_at = m.len();
+                let mut left = total;
+                while left >= 2 {
+                    let len = (1 + rng.below(12)).min(left - 1);
+                    m.push(len as u8);
+                    m.extend((0..len).map(|_| b"abcxyz019-_"[rng.below(11)]));
+                    left -= len + 1;
+                }
+                if rng.below(3) == 0 {
+                    let at = run_at + 1 + rng.below(m.len() - run_at - 1);
+                    if m[at] > 12 {
+                        m[at] = [b'.', b'\\', 0x80, b' '][rng.below(4)];
+                    }
+                }
+                m.extend([0xC0, 12]);
+                m.extend(std::iter::repeat(0).take(rng.below(10)));
+                assert_eq!(read_name(&m, run_at), reference(&m, run_at), "{m:02x?}");
+                // The run again, after a label and a pointer.
+                let at = m.len();
+                m.extend([2, b'a', b'b', 0xC0 | (run_at >> 8) as u8, run_at as u8]);
+                assert_eq!(read_name(&m, at), reference(&m, at), "{m:02x?}");
+            }
+        }
+    }
+
     #[test]
     fn escapes_matches_needs_escape_per_octet() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

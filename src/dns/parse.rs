@@ -98,7 +98,7 @@ impl Spare {
     /// whole, its elements and their strings in place: the next parse writes over them (see
     /// `parse_with`), where taking each record apart cost more than parsing it. Any other
     /// is taken apart for its strings (with a DNS log, messages come back in bunches).
-    #[inline]
+    #[inline(always)]
     pub fn recycle(&mut self, m: DnsMessage) {
         let DnsMessage { questions, answers, .. } = m;
         if self.questions.capacity() == 0 && questions.capacity() <= 16 {
@@ -1037,6 +1037,37 @@ pub(crate) mod tests {
         }
         // Mutants of real messages mostly still decode; the loop is not testing only errors.
         assert!(parsed > 100_000, "{parsed}");
+    }
+
+    /// A spare holding a recycled message's vectors whole: the next parse writes over their
+    /// questions and records and cuts off the rest, coming out as a fresh parse does, with
+    /// fewer, more or no records, and after a message that failed.
+    #[test]
+    fn stale_slots_are_written_over_and_cut() {
+        let mut b = B::new(1, QR_RD_RA, [1, 3, 0, 0]);
+        b.q("www.example.com", rtype::A);
+        b.ptr(12).rr_tail(rtype::CNAME, 300, &[4, b'e', b'd', b'g', b'e', 0xC0, 16]);
+        b.ptr(12).rr_tail(rtype::TXT, 60, b"\x03abc");
+        b.ptr(12).rr_tail(rtype::A, 60, &[192, 0, 2, 1]);
+        let big = b.done();
+        let mut b = B::new(2, QR_RD_RA, [1, 1, 0, 0]);
+        b.q("a.example", rtype::AAAA);
+        b.ptr(12).rr_tail(rtype::AAAA, 5, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let small = b.done();
+        let query = B::new(3, 0x0100, [1, 0, 0, 0]).q("b.example", rtype::A).done();
+        // Cut inside the question's name.
+        let bad = &big[..20];
+        for lean in [false, true] {
+            let mut spare = Spare::new(lean);
+            for input in [&big[..], &small, &query, bad, &big, &query, &small, &big, &big] {
+                let want = parse_message(input).map(|m| if lean { without_log_text(m) } else { m });
+                let got = parse_message_reusing(input, &mut spare);
+                assert_eq!(got, want, "{input:02x?}");
+                if let Ok(m) = got {
+                    spare.recycle(m);
+                }
+            }
+        }
     }
 
     /// One long-lived `Spare` (lean and not), fed random and mutated messages and given
