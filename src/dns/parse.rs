@@ -77,6 +77,7 @@ pub struct Spare {
     /// CNAME targets, addresses and questions are always decoded: the detectors use them.
     pub lean: bool,
     strings: Vec<String>,
+    /// A recycled message's vectors, their elements stale: the next parse writes over them.
     questions: Vec<Question>,
     answers: Vec<Record>,
     /// Where names are rendered before being copied into their strings (`TEXT_BUF` long
