@@ -171,6 +171,10 @@ struct DedupEntry {
 pub struct CalcDetector {
     cfg: CalcConfig,
     dedup: HashMap<DedupKey, DedupEntry, crate::FastRandom>,
+    /// No entry's window started before this (`Nanos::MAX` when there is none), so `expire`
+    /// knows without a walk when nothing can have ended: the pipeline calls it after every
+    /// batch, and walking ten thousand entries each time was 1.4% of a replay.
+    oldest_first: Nanos,
     stats: CalcStats,
     syn_seq: u64,
     /// Matches of the current SYN, reused so that the hot path does not allocate.
@@ -182,6 +186,7 @@ impl CalcDetector {
         CalcDetector {
             cfg,
             dedup: HashMap::default(),
+            oldest_first: Nanos::MAX,
             stats: CalcStats::default(),
             syn_seq: 0,
             scratch: Vec::new(),
@@ -312,6 +317,8 @@ impl CalcDetector {
         }
         let seq = self.syn_seq;
         let fresh = DedupEntry { first: ts, count: 1, alerted: false, syn_seq: seq };
+        // Every entry below either starts its window at `ts` or keeps its own `first`.
+        self.oldest_first = self.oldest_first.min(ts);
         let e = match self.dedup.entry(key) {
             Entry::Vacant(v) => v.insert(fresh),
             Entry::Occupied(o) => {
@@ -359,8 +366,21 @@ impl CalcDetector {
     /// it now and then (e.g. with the cache's own expiry); a full table also calls it.
     pub fn expire(&mut self, now: Nanos) {
         let window = self.cfg.window;
+        // `now - first` only shrinks as `first` grows: if the oldest start is still inside
+        // the window, so is every other.
+        if now.saturating_sub(self.oldest_first) <= window {
+            return;
+        }
         let before = self.dedup.len();
-        self.dedup.retain(|_, e| now.saturating_sub(e.first) <= window);
+        let mut oldest = Nanos::MAX;
+        self.dedup.retain(|_, e| {
+            let keep = now.saturating_sub(e.first) <= window;
+            if keep {
+                oldest = oldest.min(e.first);
+            }
+            keep
+        });
+        self.oldest_first = oldest;
         self.stats.dedup_expired += (before - self.dedup.len()) as u64;
     }
 
@@ -813,6 +833,37 @@ mod tests {
         assert!(r.syn(T0 + 11 * S, "198.51.100.7", 10198).is_empty());
         // A SYN before the answer (reordered capture) does not use it.
         assert!(r.syn(T0 - 1, "198.51.100.7", 10198).is_empty());
+    }
+
+    /// `expire` skips its walk while the oldest window is still open: the entries it keeps
+    /// and the count it reports match a plain walk at every step, including after a window
+    /// restarts (which moves an entry's start later) and after entries leave.
+    #[test]
+    fn expire_matches_a_plain_walk() {
+        let window = 10 * S;
+        let mut r = Rig::new(CalcConfig { window, ..port_formula() });
+        // One key per port; the SYN for port p comes at T0 + p s, the answer just before.
+        let mut firsts: Vec<Nanos> = vec![];
+        for p in 1..=20u16 {
+            let ts = T0 + u64::from(p) * S;
+            r.answer(ts - 1, "c2.example", &[addr_for(4096 + p)]);
+            assert_eq!(r.syn(ts, &dotted(addr_for(4096 + p)), 4096 + p).len(), 1);
+            firsts.push(ts);
+        }
+        // Port 1 again after its window: the entry restarts at T0 + 12 s.
+        r.answer(T0 + 12 * S - 1, "c2.example", &[addr_for(4097)]);
+        assert_eq!(r.syn(T0 + 12 * S, &dotted(addr_for(4097)), 4097).len(), 1);
+        firsts[0] = T0 + 12 * S;
+        let mut expired = 0;
+        for now in (0..80).map(|k| T0 + k * S / 2) {
+            r.det.expire(now);
+            let before = firsts.len();
+            firsts.retain(|&f| now.saturating_sub(f) <= window);
+            expired += (before - firsts.len()) as u64;
+            let st = r.det.stats();
+            assert_eq!((st.dedup_entries, st.dedup_expired), (firsts.len() as u64, expired), "at {now}");
+        }
+        assert!(firsts.is_empty(), "the walk ran to the end");
     }
 
     #[test]
