@@ -331,9 +331,8 @@ impl Engine {
     /// call's register saves were a tenth of the reader's instructions per packet.
     #[inline(always)]
     pub fn packet(&mut self, p: &RawPacket<'_>) {
-        self.dispatcher.packet(p);
-        if self.dispatcher.in_batch == 0 {
-            self.progress.packets.store(self.dispatcher.stats.packets, Ordering::Relaxed);
+        if self.dispatcher.packet(p) {
+            self.progress.packets.store(self.dispatcher.packets(), Ordering::Relaxed);
         }
     }
 
@@ -359,7 +358,7 @@ impl Engine {
     /// Closes the current batch now, so that a quiet live link still gets its alerts out and
     /// its timers run.
     pub fn tick(&mut self) {
-        if self.dispatcher.in_batch > 0 {
+        if self.dispatcher.in_batch() > 0 {
             self.dispatcher.flush(false);
         }
     }
@@ -397,8 +396,8 @@ impl Engine {
         &self.cache
     }
 
-    pub fn reader_stats(&self) -> &ReaderStats {
-        &self.dispatcher.stats
+    pub fn reader_stats(&self) -> ReaderStats {
+        self.dispatcher.stats()
     }
 
     /// The Kafka output's live figures, when it is on.
@@ -410,9 +409,10 @@ impl Engine {
     pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
         let Engine { started, mut dispatcher, handles, output, cache, abort, progress, kafka } = self;
         dispatcher.finish();
-        progress.packets.store(dispatcher.stats.packets, Ordering::Relaxed);
-        let reader = dispatcher.stats.clone();
-        let (first_ts, last_ts) = (dispatcher.first_ts, dispatcher.last_ts);
+        progress.packets.store(dispatcher.packets(), Ordering::Relaxed);
+        let reader = dispatcher.stats();
+        let seen = dispatcher.seq > 0;
+        let (first_ts, last_ts) = (seen.then_some(dispatcher.first_ts), seen.then_some(dispatcher.last_ts));
         drop(dispatcher);
 
         let mut wstats = WorkerStats::default();
@@ -466,11 +466,19 @@ struct Dispatcher {
     current: Vec<WorkBatch>,
     tx: Vec<Sender<WorkBatch>>,
     pool: Receiver<WorkBatch>,
+    /// Input records so far, frames and `external` ones.
     seq: u64,
-    in_batch: usize,
+    /// The `seq` at which the current batch closes. Per-packet bookkeeping is kept to what
+    /// cannot be had per batch or at the end: this, and the times and counts below, used to
+    /// be a fifth of the reader's instructions on a packet that is dropped.
+    flush_at: u64,
+    /// Records that were not frames, so that `stats.packets` need not be counted per frame.
+    externals: u64,
     clock: Nanos,
-    first_ts: Option<Nanos>,
-    last_ts: Option<Nanos>,
+    /// The times of the first and the last record; meaningful once `seq > 0`.
+    first_ts: Nanos,
+    last_ts: Nanos,
+    /// All but `packets`, which `stats()` fills in.
     stats: ReaderStats,
     defrag: Defragmenter,
     /// A reassembled datagram, copied out of the reassembler so it can be routed.
@@ -490,10 +498,11 @@ impl Dispatcher {
             tx,
             pool,
             seq: 0,
-            in_batch: 0,
+            flush_at: batch_packets.max(1) as u64,
+            externals: 0,
             clock: 0,
-            first_ts: None,
-            last_ts: None,
+            first_ts: 0,
+            last_ts: 0,
             stats: ReaderStats::default(),
             defrag: Defragmenter::new(DefragConfig::default()),
             whole: Vec::new(),
@@ -504,14 +513,16 @@ impl Dispatcher {
 
     /// Inlined through `Engine::packet` into the record loop: its frame set-up and the
     /// packet handed over in memory cost about 10 instructions a packet as a call.
+    /// Says whether the packet closed a batch.
     #[inline(always)]
-    fn packet(&mut self, p: &RawPacket<'_>) {
+    fn packet(&mut self, p: &RawPacket<'_>) -> bool {
         let seq = self.seq;
         self.seq += 1;
-        self.stats.packets += 1;
         self.stats.bytes += u64::from(p.orig_len.max(p.data.len() as u32));
-        self.first_ts.get_or_insert(p.ts);
-        self.last_ts = Some(p.ts);
+        if seq == 0 {
+            self.first_ts = p.ts;
+        }
+        self.last_ts = p.ts;
         // Captures merged from several interfaces can step back in time; the clock never does.
         self.clock = self.clock.max(p.ts);
         // `decode::decode`, with the fast path's packets going straight to `classify`
@@ -530,10 +541,11 @@ impl Dispatcher {
                 None => self.slow_path(seq, p.ts, ip),
             }
         }
-        self.in_batch += 1;
-        if self.in_batch >= self.batch_packets {
+        if self.seq >= self.flush_at {
             self.flush(false);
+            return true;
         }
+        false
     }
 
     /// The IP packet of a frame `plain_ip` did not answer (tag stacks, PPPoE, cooked,
@@ -586,14 +598,30 @@ impl Dispatcher {
     fn external(&mut self, ts: Nanos, f: impl FnOnce(&mut Self, u64)) {
         let seq = self.seq;
         self.seq += 1;
-        self.first_ts.get_or_insert(ts);
-        self.last_ts = Some(ts);
+        self.externals += 1;
+        if seq == 0 {
+            self.first_ts = ts;
+        }
+        self.last_ts = ts;
         self.clock = self.clock.max(ts);
         f(self, seq);
-        self.in_batch += 1;
-        if self.in_batch >= self.batch_packets {
+        if self.seq >= self.flush_at {
             self.flush(false);
         }
+    }
+
+    /// Frames read so far.
+    fn packets(&self) -> u64 {
+        self.seq - self.externals
+    }
+
+    /// Records in the current batch.
+    fn in_batch(&self) -> u64 {
+        self.seq - (self.flush_at - self.batch_packets as u64)
+    }
+
+    fn stats(&self) -> ReaderStats {
+        ReaderStats { packets: self.packets(), ..self.stats.clone() }
     }
 
     fn classify_packet(&mut self, seq: u64, ts: Nanos, pk: &decode::Packet<'_>) {
@@ -696,7 +724,7 @@ impl Dispatcher {
                 let _ = tx.send(b);
             }
         }
-        self.in_batch = 0;
+        self.flush_at = self.seq + self.batch_packets as u64;
         self.lists = None;
         self.batches += 1;
     }
