@@ -21,7 +21,7 @@ use crate::capture::{self, CaptureError, RawPacket};
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, DefragConfig, Defragmenter};
 use crate::decode::fast::{self, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::decode::{self, Decoded, Network, Proto};
+use crate::decode::{self, Decoded, LinkType, Network};
 use crate::detect::calc::{CalcDetector, CalcStats};
 use crate::detect::lists::Lists;
 use crate::detect::tunnel::{TunnelDetector, TunnelStats};
@@ -176,6 +176,14 @@ struct Item {
     len: u32,
 }
 
+impl Item {
+    /// An item for a record that came without a frame; `push` fills in its payload.
+    fn of_flow(seq: u64, ts: Nanos, kind: ItemKind, flow: &Flow) -> Item {
+        let Flow { src, dst, sport, dport } = *flow;
+        Item { seq, ts, kind, src, dst, sport, dport, off: 0, len: 0 }
+    }
+}
+
 #[derive(Default)]
 struct WorkBatch {
     items: Vec<Item>,
@@ -224,6 +232,9 @@ pub fn replay(
         tracing::info!(file = %path.display(), "reading");
         let r = capture::read_file(
             path,
+            // Inlined into the record loop: as a call, its register saves and the packet
+            // handed over in memory cost about 25 instructions a packet.
+            #[inline(always)]
             |p| engine.packet(p),
             |b| progress.bytes.store(bytes_before + b, Ordering::Relaxed),
         );
@@ -318,11 +329,10 @@ impl Engine {
     /// One captured frame. Blocks when the workers are behind (replay loses nothing; a live
     /// source counts its own drops at its queue). Inlined into the reader's record loop: the
     /// call's register saves were a tenth of the reader's instructions per packet.
-    #[inline]
+    #[inline(always)]
     pub fn packet(&mut self, p: &RawPacket<'_>) {
-        self.dispatcher.packet(p);
-        if self.dispatcher.in_batch == 0 {
-            self.progress.packets.store(self.dispatcher.stats.packets, Ordering::Relaxed);
+        if self.dispatcher.packet(p) {
+            self.progress.packets.store(self.dispatcher.packets(), Ordering::Relaxed);
         }
     }
 
@@ -330,40 +340,25 @@ impl Engine {
     /// back to wire format): it goes through the same parse, cache and detectors as a
     /// captured one. `src`/`dst` are the message's own direction.
     pub fn dns_message(&mut self, ts: Nanos, flow: Flow, wire: &[u8]) {
-        let pk = decode::Packet {
-            src: flow.src,
-            dst: flow.dst,
-            sport: flow.sport,
-            dport: flow.dport,
-            proto: Proto::Udp,
-            payload: wire,
-        };
         let response = wire.get(2).is_some_and(|b| b & 0x80 != 0);
         let client = if response { flow.dst } else { flow.src };
-        self.dispatcher.external(ts, |d, seq| d.push(client, seq, ts, ItemKind::UdpDns, &pk));
+        self.dispatcher
+            .external(ts, |d, seq| d.push(client, Item::of_flow(seq, ts, ItemKind::UdpDns, &flow), wire));
     }
 
     /// A connection attempt known from a flow record (Zeek conn.log, Suricata flow): a SYN
     /// for the DNS Calculation rule.
     pub fn syn(&mut self, ts: Nanos, flow: Flow) {
-        let pk = decode::Packet {
-            src: flow.src,
-            dst: flow.dst,
-            sport: flow.sport,
-            dport: flow.dport,
-            proto: Proto::Tcp { seq: 0, syn: true, ack: false, fin: false, rst: false },
-            payload: &[],
-        };
         self.dispatcher.external(ts, |d, seq| {
             d.stats.syns += 1;
-            d.push(flow.src, seq, ts, ItemKind::Syn, &pk)
+            d.push(flow.src, Item::of_flow(seq, ts, ItemKind::Syn, &flow), &[])
         });
     }
 
     /// Closes the current batch now, so that a quiet live link still gets its alerts out and
     /// its timers run.
     pub fn tick(&mut self) {
-        if self.dispatcher.in_batch > 0 {
+        if self.dispatcher.in_batch() > 0 {
             self.dispatcher.flush(false);
         }
     }
@@ -401,8 +396,8 @@ impl Engine {
         &self.cache
     }
 
-    pub fn reader_stats(&self) -> &ReaderStats {
-        &self.dispatcher.stats
+    pub fn reader_stats(&self) -> ReaderStats {
+        self.dispatcher.stats()
     }
 
     /// The Kafka output's live figures, when it is on.
@@ -414,9 +409,10 @@ impl Engine {
     pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
         let Engine { started, mut dispatcher, handles, output, cache, abort, progress, kafka } = self;
         dispatcher.finish();
-        progress.packets.store(dispatcher.stats.packets, Ordering::Relaxed);
-        let reader = dispatcher.stats.clone();
-        let (first_ts, last_ts) = (dispatcher.first_ts, dispatcher.last_ts);
+        progress.packets.store(dispatcher.packets(), Ordering::Relaxed);
+        let reader = dispatcher.stats();
+        let seen = dispatcher.seq > 0;
+        let (first_ts, last_ts) = (seen.then_some(dispatcher.first_ts), seen.then_some(dispatcher.last_ts));
         drop(dispatcher);
 
         let mut wstats = WorkerStats::default();
@@ -470,11 +466,19 @@ struct Dispatcher {
     current: Vec<WorkBatch>,
     tx: Vec<Sender<WorkBatch>>,
     pool: Receiver<WorkBatch>,
+    /// Input records so far, frames and `external` ones.
     seq: u64,
-    in_batch: usize,
+    /// The `seq` at which the current batch closes. Per-packet bookkeeping is kept to what
+    /// cannot be had per batch or at the end: this, and the times and counts below, used to
+    /// be a fifth of the reader's instructions on a packet that is dropped.
+    flush_at: u64,
+    /// Records that were not frames, so that `stats.packets` need not be counted per frame.
+    externals: u64,
     clock: Nanos,
-    first_ts: Option<Nanos>,
-    last_ts: Option<Nanos>,
+    /// The times of the first and the last record; meaningful once `seq > 0`.
+    first_ts: Nanos,
+    last_ts: Nanos,
+    /// All but `packets`, which `stats()` fills in.
     stats: ReaderStats,
     defrag: Defragmenter,
     /// A reassembled datagram, copied out of the reassembler so it can be routed.
@@ -494,10 +498,11 @@ impl Dispatcher {
             tx,
             pool,
             seq: 0,
-            in_batch: 0,
+            flush_at: batch_packets.max(1) as u64,
+            externals: 0,
             clock: 0,
-            first_ts: None,
-            last_ts: None,
+            first_ts: 0,
+            last_ts: 0,
             stats: ReaderStats::default(),
             defrag: Defragmenter::new(DefragConfig::default()),
             whole: Vec::new(),
@@ -508,33 +513,55 @@ impl Dispatcher {
 
     /// Inlined through `Engine::packet` into the record loop: its frame set-up and the
     /// packet handed over in memory cost about 10 instructions a packet as a call.
+    /// Says whether the packet closed a batch.
     #[inline(always)]
-    fn packet(&mut self, p: &RawPacket<'_>) {
+    fn packet(&mut self, p: &RawPacket<'_>) -> bool {
         let seq = self.seq;
         self.seq += 1;
-        self.stats.packets += 1;
         self.stats.bytes += u64::from(p.orig_len.max(p.data.len() as u32));
-        self.first_ts.get_or_insert(p.ts);
-        self.last_ts = Some(p.ts);
+        if seq == 0 {
+            self.first_ts = p.ts;
+        }
+        self.last_ts = p.ts;
         // Captures merged from several interfaces can step back in time; the clock never does.
         self.clock = self.clock.max(p.ts);
         // `decode::decode`, with the fast path's packets going straight to `classify`
         // rather than through a `Decoded`.
-        match decode::strip_link(p.linktype, p.data) {
-            Ok(Network::Ip(ip)) => match fast::headers(ip) {
+        let ip = match decode::plain_ip(p.linktype, p.data) {
+            Some(ip) => Some(ip),
+            None => self.other_link(p.linktype, p.data),
+        };
+        if let Some(ip) = ip {
+            match fast::headers(ip) {
                 Some(h) => {
                     let l4 =
                         L4 { sport: h.sport, dport: h.dport, transport: h.transport, payload: h.payload };
                     self.classify(seq, p.ts, &l4, || (h.addrs.src(), h.addrs.dst()))
                 }
                 None => self.slow_path(seq, p.ts, ip),
-            },
-            Ok(Network::Other) => self.stats.not_ip += 1,
-            Err(e) => self.stats.malformed(e),
+            }
         }
-        self.in_batch += 1;
-        if self.in_batch >= self.batch_packets {
+        if self.seq >= self.flush_at {
             self.flush(false);
+            return true;
+        }
+        false
+    }
+
+    /// The IP packet of a frame `plain_ip` did not answer (tag stacks, PPPoE, cooked,
+    /// raw, loopback), or `None` after counting why there is none.
+    #[inline(never)]
+    fn other_link<'a>(&mut self, linktype: LinkType, frame: &'a [u8]) -> Option<&'a [u8]> {
+        match decode::strip_link(linktype, frame) {
+            Ok(Network::Ip(ip)) => Some(ip),
+            Ok(Network::Other) => {
+                self.stats.not_ip += 1;
+                None
+            }
+            Err(e) => {
+                self.stats.malformed(e);
+                None
+            }
         }
     }
 
@@ -571,14 +598,30 @@ impl Dispatcher {
     fn external(&mut self, ts: Nanos, f: impl FnOnce(&mut Self, u64)) {
         let seq = self.seq;
         self.seq += 1;
-        self.first_ts.get_or_insert(ts);
-        self.last_ts = Some(ts);
+        self.externals += 1;
+        if seq == 0 {
+            self.first_ts = ts;
+        }
+        self.last_ts = ts;
         self.clock = self.clock.max(ts);
         f(self, seq);
-        self.in_batch += 1;
-        if self.in_batch >= self.batch_packets {
+        if self.seq >= self.flush_at {
             self.flush(false);
         }
+    }
+
+    /// Frames read so far.
+    fn packets(&self) -> u64 {
+        self.seq - self.externals
+    }
+
+    /// Records in the current batch.
+    fn in_batch(&self) -> u64 {
+        self.seq - (self.flush_at - self.batch_packets as u64)
+    }
+
+    fn stats(&self) -> ReaderStats {
+        ReaderStats { packets: self.packets(), ..self.stats.clone() }
     }
 
     fn classify_packet(&mut self, seq: u64, ts: Nanos, pk: &decode::Packet<'_>) {
@@ -596,20 +639,26 @@ impl Dispatcher {
     #[inline(always)]
     fn classify(&mut self, seq: u64, ts: Nanos, l4: &L4<'_>, addrs: impl Fn() -> (IpAddr, IpAddr)) {
         self.stats.decoded += 1;
-        let packet = || {
-            let (src, dst) = addrs();
-            let proto = l4.transport.proto();
-            decode::Packet { src, dst, sport: l4.sport, dport: l4.dport, proto, payload: l4.payload }
+        let item = |kind, (src, dst)| Item {
+            seq,
+            ts,
+            kind,
+            src,
+            dst,
+            sport: l4.sport,
+            dport: l4.dport,
+            off: 0,
+            len: 0,
         };
         match l4.transport {
             fast::Transport::Udp => {
                 if l4.sport == DNS_PORT || l4.dport == DNS_PORT {
                     self.stats.dns_udp += 1;
-                    let pk = packet();
+                    let (src, dst) = addrs();
                     // The QR bit says which side asked; the asker is the client.
-                    let response = pk.payload.get(2).is_some_and(|b| b & 0x80 != 0);
-                    let client = if response { pk.dst } else { pk.src };
-                    self.push(client, seq, ts, ItemKind::UdpDns, &pk);
+                    let response = l4.payload.get(2).is_some_and(|b| b & 0x80 != 0);
+                    let client = if response { dst } else { src };
+                    self.push(client, item(ItemKind::UdpDns, (src, dst)), l4.payload);
                 } else if l4.sport == MDNS_PORT || l4.dport == MDNS_PORT {
                     self.stats.mdns += 1;
                 } else if l4.sport == LLMNR_PORT || l4.dport == LLMNR_PORT {
@@ -622,47 +671,38 @@ impl Dispatcher {
                 if !dns && !first {
                     return;
                 }
-                let pk = packet();
+                let (src, dst) = addrs();
                 if dns {
                     self.stats.dns_tcp_segments += 1;
-                    let client = if pk.dport == DNS_PORT { pk.src } else { pk.dst };
+                    let client = if l4.dport == DNS_PORT { src } else { dst };
                     let flags = TcpFlags {
                         syn: flags & TCP_SYN != 0,
                         fin: flags & TCP_FIN != 0,
                         rst: flags & TCP_RST != 0,
                     };
-                    self.push(client, seq, ts, ItemKind::TcpDns { seq: tseq, flags }, &pk);
+                    self.push(client, item(ItemKind::TcpDns { seq: tseq, flags }, (src, dst)), l4.payload);
                 }
                 if first {
                     self.stats.syns += 1;
-                    self.push(pk.src, seq, ts, ItemKind::Syn, &pk);
+                    self.push(src, item(ItemKind::Syn, (src, dst)), &[]);
                 }
             }
         }
     }
 
-    fn push(&mut self, client: IpAddr, seq: u64, ts: Nanos, kind: ItemKind, pk: &decode::Packet<'_>) {
+    /// Hands `item` (its payload, `payload`) to the worker that owns `client`. Inlined, so
+    /// that the item is written straight into the batch rather than built in memory first
+    /// and copied.
+    #[inline(always)]
+    fn push(&mut self, client: IpAddr, mut item: Item, payload: &[u8]) {
         let w = route(client, self.n);
         let Some(b) = self.current.get_mut(w) else {
             return;
         };
-        let payload: &[u8] = match kind {
-            ItemKind::Syn => &[],
-            _ => pk.payload,
-        };
-        let off = b.data.len() as u32;
+        item.off = b.data.len() as u32;
+        item.len = payload.len() as u32;
         b.data.extend_from_slice(payload);
-        b.items.push(Item {
-            seq,
-            ts,
-            kind,
-            src: pk.src,
-            dst: pk.dst,
-            sport: pk.sport,
-            dport: pk.dport,
-            off,
-            len: payload.len() as u32,
-        });
+        b.items.push(item);
     }
 
     /// Closes the batch: every worker gets its share, even an empty one, so that all of them
@@ -684,7 +724,7 @@ impl Dispatcher {
                 let _ = tx.send(b);
             }
         }
-        self.in_batch = 0;
+        self.flush_at = self.seq + self.batch_packets as u64;
         self.lists = None;
         self.batches += 1;
     }

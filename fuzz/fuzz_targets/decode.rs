@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use portent::decode::defrag::{Defrag, DefragConfig, Defragmenter};
-use portent::decode::{decode, decode_ip, decode_ip_sliced, fast, strip_link, Decoded, LinkType, Network};
+use portent::decode::{
+    decode, decode_ip, decode_ip_sliced, fast, strip_link, plain_ip, Decoded, LinkType, Network,
+};
 
 const LINKTYPES: [u32; 10] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276];
 
@@ -18,6 +20,10 @@ fn same_as_etherparse(ip: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, frame)) = data.split_first() else { return };
     let lt = LinkType(LINKTYPES[sel as usize % LINKTYPES.len()]);
+    // The reader's shortcut for plain Ethernet must answer what `strip_link` does.
+    if let Some(ip) = plain_ip(lt, frame) {
+        assert_eq!(strip_link(lt, frame), Ok(Network::Ip(ip)));
+    }
     if let Ok(Network::Ip(ip)) = strip_link(lt, frame) {
         same_as_etherparse(ip);
     }

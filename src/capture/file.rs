@@ -198,14 +198,19 @@ fn read_legacy(
     let mut exhausted = false;
     loop {
         // Every complete record in the buffer; `missing` is how many more bytes the next needs.
-        let mut at = Cursor { pos, consumed, last_progress };
+        let from = pos;
         let avail = buf.get(..end).unwrap_or_default();
         let missing = if head.big_endian {
-            records::<true>(avail, &mut at, &head, &mut st, &mut f, &mut progress)
+            records::<true>(avail, &mut pos, &head, &mut st, &mut f)
         } else {
-            records::<false>(avail, &mut at, &head, &mut st, &mut f, &mut progress)
+            records::<false>(avail, &mut pos, &head, &mut st, &mut f)
         };
-        Cursor { pos, consumed, last_progress } = at;
+        // Told once a buffer (1 MiB or more) rather than checked for each record.
+        consumed += (pos - from) as u64;
+        if consumed - last_progress >= 4 << 20 {
+            progress(consumed);
+            last_progress = consumed;
+        }
         let avail = end - pos;
         if avail == 0 && pos == 0 && exhausted {
             break;
@@ -248,24 +253,16 @@ fn read_legacy(
     Ok(st)
 }
 
-/// Where `read_legacy` is in its buffer and in the file.
-struct Cursor {
-    pos: usize,
-    consumed: u64,
-    last_progress: u64,
-}
-
-/// Delivers every complete record of `buf` from `at.pos` on, and returns how many more
+/// Delivers every complete record of `buf` from `*pos` on, and returns how many more
 /// bytes the next one needs. The byte order is a constant so that the loop reads each
 /// header field with one load rather than testing the order four times a record.
 #[inline(always)]
 fn records<const BIG_ENDIAN: bool>(
     buf: &[u8],
-    at: &mut Cursor,
+    pos: &mut usize,
     head: &LegacyHeader,
     st: &mut FileStats,
     f: &mut impl FnMut(&RawPacket<'_>),
-    progress: &mut impl FnMut(u64),
 ) -> usize {
     let u32_at = |b: &[u8; RECORD_HEADER_LEN], i: usize| {
         let v = [b[i], b[i + 1], b[i + 2], b[i + 3]];
@@ -276,7 +273,7 @@ fn records<const BIG_ENDIAN: bool>(
         }
     };
     loop {
-        let avail = buf.get(at.pos..).unwrap_or_default();
+        let avail = buf.get(*pos..).unwrap_or_default();
         let Some(h) = avail.first_chunk::<RECORD_HEADER_LEN>() else {
             return RECORD_HEADER_LEN - avail.len();
         };
@@ -287,12 +284,7 @@ fn records<const BIG_ENDIAN: bool>(
         };
         let ts = u64::from(u32_at(h, 0)) * 1_000_000_000 + u64::from(u32_at(h, 4)) * head.ns_per_unit;
         deliver(st, f, ts, head.linktype, data, u32_at(h, 12));
-        at.pos += record_len;
-        at.consumed += record_len as u64;
-        if at.consumed - at.last_progress >= 4 << 20 {
-            progress(at.consumed);
-            at.last_progress = at.consumed;
-        }
+        *pos += record_len;
     }
 }
 

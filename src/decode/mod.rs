@@ -13,7 +13,7 @@ pub mod link;
 use etherparse::{err, NetSlice, SlicedPacket, TransportSlice};
 use std::net::IpAddr;
 
-pub use link::{strip_link, LinkType, Network};
+pub use link::{plain_ip, strip_link, LinkType, Network};
 
 /// The transport fields of one UDP or TCP packet, borrowing its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
