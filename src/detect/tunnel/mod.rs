@@ -520,6 +520,9 @@ pub struct TunnelDetector {
     head: u32,
     tail: u32,
     live: usize,
+    /// The latest packet time any group was seen at: when even that is a horizon old, every
+    /// group is idle.
+    newest_seen: Nanos,
     reputation_seen: HashMap<(IpAddr, Box<str>), Nanos, FastRandom>,
     stats: TunnelStats,
 }
@@ -596,6 +599,7 @@ impl TunnelDetector {
             head: NIL,
             tail: NIL,
             live: 0,
+            newest_seen: 0,
             reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
@@ -665,6 +669,7 @@ impl TunnelDetector {
             return;
         };
         g.last_seen = g.last_seen.max(ev.ts);
+        self.newest_seen = self.newest_seen.max(ev.ts);
         g.server = ev.server;
         let counts_query = !ev.msg.response || !g.saw_query;
         if !ev.msg.response {
@@ -732,6 +737,18 @@ impl TunnelDetector {
 
     /// Drops groups idle for a whole horizon, and reputation pairs older than a window.
     pub fn expire(&mut self, now: Nanos, _out: &mut Vec<Alert>) {
+        if self.live > 0 && self.newest_seen.saturating_add(self.cfg.horizon) <= now {
+            // Every group is idle (the end of input's expiry, or a long gap in a capture):
+            // the walk below would remove them all, unlinking and unhashing each.
+            self.clear_groups();
+        }
+        self.expire_tail(now);
+        let window = self.cfg.window;
+        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
+    }
+
+    /// Removes idle groups from the tail of the recency list, one by one.
+    fn expire_tail(&mut self, now: Nanos) {
         while self.tail != NIL {
             let idle = match self.slots.get(self.tail as usize) {
                 Some(Some(g)) => g.last_seen.saturating_add(self.cfg.horizon) <= now,
@@ -743,8 +760,21 @@ impl TunnelDetector {
             self.remove_group(self.tail);
             self.stats.expired += 1;
         }
-        let window = self.cfg.window;
-        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
+    }
+
+    /// Expires every group at once, counted as `expire_tail` would count them. Keeps the
+    /// tables' capacity: their pages are touched already.
+    fn clear_groups(&mut self) {
+        self.stats.expired += self.live as u64;
+        self.slots.clear();
+        self.links.clear();
+        self.index.clear();
+        self.free.clear();
+        // A client is in the map only while it has a group.
+        self.clients.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.live = 0;
     }
 
     /// Finds or creates the group, moving it to the front of the recency list.

@@ -712,3 +712,40 @@ fn group_layout_keeps_the_key_in_one_line() {
     assert!(line(offset_of!(Group, w) + size_of::<Window>() - 1) < 6);
     assert!(line(offset_of!(Group, long_distinct)) < 6 && line(offset_of!(Group, example)) < 6);
 }
+
+/// Expiring every group at once counts and leaves what removing them one by one does, and
+/// the detector carries on as before.
+#[test]
+fn expiring_every_group_at_once_matches_one_by_one() {
+    let fill = |d: &mut TunnelDetector| {
+        let mut r = Rng(0x7e4);
+        let mut out = Vec::new();
+        for i in 0..3_000u64 {
+            let client = format!("10.1.{}.{}", r.below(4), r.below(50));
+            let name = format!("h{}.d{}.example{}.com", r.below(9), r.below(40), r.below(3));
+            // Out of order now and then, as merged captures are.
+            let ts = T0 + i * SEC - r.below(5) as Nanos * SEC;
+            feed(d, ts, &client, &query(&name, 1), &mut out);
+            feed(d, ts, &client, &response(&name, 1, 0, &[(1, 4)]), &mut out);
+        }
+        out.len()
+    };
+    let (mut bulk, mut walk) = (det(), det());
+    assert_eq!(fill(&mut bulk), fill(&mut walk));
+    let before = walk.stats();
+    assert!(before.groups > 1000 && before.clients > 100, "{before:?}");
+    let mut out = Vec::new();
+    for now in [T0 + 24 * 3600 * SEC, Nanos::MAX / 2] {
+        bulk.expire(now, &mut out);
+        walk.expire_tail(now);
+        assert_eq!(bulk.stats(), walk.stats());
+    }
+    assert_eq!(walk.stats().expired, before.groups as u64);
+    assert_eq!((bulk.stats().groups, bulk.stats().clients, bulk.head, bulk.tail), (0, 0, NIL, NIL));
+    assert!(bulk.index.is_empty() && bulk.free.is_empty() && bulk.slots.is_empty());
+    // Both take new traffic alike afterwards.
+    let (a, b) = (fill(&mut bulk), fill(&mut walk));
+    assert_eq!(a, b);
+    assert_eq!(bulk.stats().groups, walk.stats().groups);
+    assert_eq!(bulk.stats().clients, walk.stats().clients);
+}
