@@ -56,11 +56,11 @@
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and each slot's hash in one array beside the slab: at the cap every message
 //! used to chase a per-client map, a boxed key and two neighbours' links through cold
-//! memory. Each group is a fixed 512-byte record of eight cache lines (its domain inline up
+//! memory. Each group is a fixed 384-byte record of six cache lines (its domain inline up
 //! to 38 bytes, its example name and previous subdomain inline up to 38 bytes each, on the
-//! heap beyond), laid out so that the key fills the first line and a message reads the
-//! first six; plus, once it has sent two names, a 128-byte Bloom filter of name
-//! fingerprints. Beside it 16 bytes of links and hash and an index entry.
+//! heap beyond), laid out so that the key fills the first line; plus, once it has sent two
+//! names, a 128-byte Bloom filter of name fingerprints, and once its window has slid, the
+//! 128-byte earlier half. Beside it 16 bytes of links and hash and an index entry.
 //! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
 //! keeps the allowlist answer, registered domain and subdomain features of recent names
 //! (`domain::NameCache`): every name comes at least twice, as query and response.
@@ -439,16 +439,17 @@ impl<const N: usize> SmallBytes<N> {
     }
 }
 
-/// Eight cache lines: a message reads the first six (the key alone in the first: the
-/// lookup's one dependent read), the rest of the earlier half window and the previous
-/// subdomain sit in the last two, read when the window slides, an alert is written or a
-/// name is new. Removal reads lines 0, 1 and 7 (the key and the fields that own memory).
+/// Six cache lines (every group's first touch zeroes and writes them all): the key alone in
+/// the first (the lookup's one dependent read), then what a message reads; the earlier half
+/// window apart, since most groups never slide one. The two addresses and the flag sit
+/// together so that they cost one padding between them.
 /// `group_layout_keeps_the_key_in_one_line` checks the order.
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Group {
     domain: SmallBytes<INLINE_DOMAIN>,
     client: IpAddr,
+    server: IpAddr,
     saw_query: bool,
 
     last_seen: Nanos,
@@ -474,9 +475,49 @@ struct Group {
     long_queries: u32,
     long_distinct: u32,
 
-    server: IpAddr,
-    earlier: Window,
+    /// The half before `w`, once the window has slid with one in view; `None` is an empty
+    /// half. Kept after it empties: a group that slid once tends to again.
+    earlier: Option<Box<Window>>,
     prev_name: SmallBytes<INLINE_BYTES>,
+}
+
+/// What `Group::earlier` reads as when the group has no earlier half.
+static EMPTY_WINDOW: Window = Window {
+    queries: 0,
+    distinct: 0,
+    txt_null_answers: 0,
+    single_query: false,
+    bytes_up: 0,
+    bytes_down: 0,
+    start: 0,
+    last: 0,
+    sub_len_sum: 0,
+    entropy_sum: 0.0,
+    responses: 0,
+    max_sub: 0,
+    max_label: 0,
+    entropy_n: 0,
+    nxdomain: 0,
+    encoded: [0; 4],
+    types: [0; 7],
+};
+
+impl Group {
+    fn earlier(&self) -> &Window {
+        self.earlier.as_deref().unwrap_or(&EMPTY_WINDOW)
+    }
+
+    /// The window slides: `old`, the half that just ended, becomes the earlier half while
+    /// `now` is within a window of its start.
+    fn set_earlier(&mut self, old: Window, now: Nanos, window: Nanos) {
+        let in_view = now < old.start.saturating_add(window);
+        match (&mut self.earlier, in_view) {
+            (Some(e), true) => **e = old,
+            (Some(e), false) => **e = Window::default(),
+            (None, true) => self.earlier = Some(Box::new(old)),
+            (None, false) => {}
+        }
+    }
 }
 
 /// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.
@@ -679,8 +720,7 @@ impl TunnelDetector {
         if ev.ts >= g.w.start.saturating_add(half) {
             let fresh = Window { start: ev.ts, ..Window::default() };
             let old = std::mem::replace(&mut g.w, fresh);
-            // The half that just ended stays in view only while it is within a window.
-            g.earlier = if ev.ts < old.start.saturating_add(cfg.window) { old } else { Window::default() };
+            g.set_earlier(old, ev.ts, cfg.window);
         }
         g.w.last = g.w.last.max(ev.ts);
         if ev.ts >= g.h_start.saturating_add(cfg.horizon) {
@@ -810,7 +850,7 @@ impl TunnelDetector {
             last_query: 0,
             saw_query: false,
             w: Window { start: ts, last: ts, ..Window::default() },
-            earlier: Window::default(),
+            earlier: None,
             quiet_until: 0,
             long_start: ts,
             long_queries: 0,
@@ -1111,7 +1151,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
 }
 
 fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
-    let w = &g.earlier.merged(&g.w);
+    let w = &g.earlier().merged(&g.w);
     let q = w.queries.max(1) as f64;
     let encoded: u32 = w.encoded.iter().sum();
     let unusual: u32 = w.types.iter().sum();
@@ -1172,7 +1212,7 @@ fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
     if cfg.threshold.is_nan() || cfg.threshold <= 0.0 {
         return true;
     }
-    let (e, w) = (&g.earlier, &g.w);
+    let (e, w) = (g.earlier(), &g.w);
     // An empty half has every counter at zero, so plain sums equal what `merged` returns;
     // wrapping as the release build's `+=` does.
     let crosses_u32 = |a: u32, b: u32, t: u32| t > 0 && a.wrapping_add(b) >= t;
@@ -1263,7 +1303,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         ("T1071", "Application Layer Protocol"),
         ("T1071.004", "DNS"),
     );
-    let w = &g.earlier.merged(&g.w);
+    let w = &g.earlier().merged(&g.w);
     doc.insert("source.ip", g.client);
     doc.insert("destination.ip", g.server);
     doc.insert("dns.question.registered_domain", g.domain.as_str().to_string());

@@ -574,7 +574,9 @@ fn may_alert_agrees_with_the_full_score() {
         let g = d.slots[i].as_mut().unwrap();
         let level = 1 + r.below(4);
         g.w = random_window(&mut r, level);
-        g.earlier = random_window(&mut r, level);
+        let e = random_window(&mut r, level);
+        // An empty earlier half, boxed or not, reads the same.
+        g.earlier = if e.is_empty() && r.below(2) == 0 { None } else { Some(Box::new(e)) };
         g.long_queries = r.below(15 * level) as u32;
         g.long_distinct = r.below(10 * level) as u32;
         g.info_bits = r.below(20_000 * level) as f64 / 1.5;
@@ -693,24 +695,17 @@ fn index_and_recency_list_agree_with_a_reference_lru() {
 }
 
 /// What the order of `Group` is for: the key in the first cache line, what a message
-/// reads in the first six, and no more than eight lines in all.
+/// reads after it, and no more than six lines in all.
 #[test]
 fn group_layout_keeps_the_key_in_one_line() {
     use std::mem::{offset_of, size_of};
     let line = |offset: usize| offset / 64;
     assert_eq!(size_of::<Window>(), 128);
-    assert!(size_of::<Option<Group>>() <= 512);
+    assert_eq!(size_of::<Option<Group>>(), 384);
     assert_eq!(line(offset_of!(Group, domain) + size_of::<SmallBytes<INLINE_DOMAIN>>() - 1), 0);
     assert_eq!(line(offset_of!(Group, client) + size_of::<IpAddr>() - 1), 0);
-    // What `may_alert` reads of the earlier half sits in its first 32 bytes, and those in
-    // one line of the group, before the seventh.
+    // What `may_alert` reads of the earlier half sits in one line of the box.
     assert!(offset_of!(Window, bytes_down) + 8 <= 32 && offset_of!(Window, single_query) < 32);
-    let earlier = offset_of!(Group, earlier);
-    assert!(line(earlier) == line(earlier + 31) && line(earlier) < 6);
-    let server = offset_of!(Group, server);
-    assert!(line(server) == line(server + size_of::<IpAddr>() - 1) && line(server) < 6);
-    assert!(line(offset_of!(Group, w) + size_of::<Window>() - 1) < 6);
-    assert!(line(offset_of!(Group, long_distinct)) < 6 && line(offset_of!(Group, example)) < 6);
 }
 
 /// Expiring every group at once counts and leaves what removing them one by one does, and
