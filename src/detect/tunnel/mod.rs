@@ -704,7 +704,12 @@ impl TunnelDetector {
             return;
         }
         let rd = class.registered_domain(lower);
-        let idx = self.group_index(ev.client, rd, ev.ts);
+        let tag = domain::client_tag(ev.client);
+        let hint = self.names.group(cached, tag);
+        let idx = self.group_index(ev.client, rd, ev.ts, hint);
+        if hint != Some(idx) {
+            self.names.set_group(cached, idx, tag);
+        }
         let cfg = &self.cfg;
         let Some(Some(g)) = self.slots.get_mut(idx as usize) else {
             return;
@@ -817,8 +822,19 @@ impl TunnelDetector {
         self.live = 0;
     }
 
-    /// Finds or creates the group, moving it to the front of the recency list.
-    fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
+    /// Finds or creates the group, moving it to the front of the recency list. `hint` is a
+    /// slot that may hold it (where the name's last message found its group: a response
+    /// follows its query); a live group with the same key is the one the index would find,
+    /// since keys are unique, and then the hash and the probe are skipped.
+    fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos, hint: Option<u32>) -> u32 {
+        if let Some(i) = hint {
+            if matches!(self.slots.get(i as usize), Some(Some(g))
+                if g.client == client && g.domain.as_bytes() == rd.as_bytes())
+            {
+                self.touch(i);
+                return i;
+            }
+        }
         let h = self.hasher.hash_one((client, rd));
         let (slots, links) = (&self.slots, &self.links);
         let found = self.index.find(h, |&i| {

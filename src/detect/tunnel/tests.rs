@@ -744,3 +744,52 @@ fn expiring_every_group_at_once_matches_one_by_one() {
     assert_eq!(bulk.stats().groups, walk.stats().groups);
     assert_eq!(bulk.stats().clients, walk.stats().clients);
 }
+
+/// The group a name's last message found is only a hint: a slot since taken by another
+/// group, or a name from another client, falls back to the index.
+#[test]
+fn a_stale_group_hint_falls_back_to_the_index() {
+    let mut d = TunnelDetector::new(TunnelConfig { max_groups: 1, ..TunnelConfig::default() }).unwrap();
+    let mut out = Vec::new();
+    let name = "x.a.example.com";
+    feed(&mut d, T0, "10.0.0.1", &query(name, 1), &mut out);
+    let a = d.slot_of(ip("10.0.0.1"), "example.com").unwrap();
+    // Another client's group evicts the first and takes its slot.
+    feed(&mut d, T0 + SEC, "10.0.0.2", &query("y.example.org", 1), &mut out);
+    assert_eq!(d.slot_of(ip("10.0.0.2"), "example.org"), Some(a));
+    // The name's hint points at that slot, which now holds another key.
+    feed(&mut d, T0 + 2 * SEC, "10.0.0.1", &response(name, 1, 0, &[]), &mut out);
+    assert_eq!(d.slot_of(ip("10.0.0.2"), "example.org"), None);
+    let g = d.slots[a as usize].as_ref().unwrap();
+    assert_eq!((g.client, g.domain.as_str(), g.w.queries), (ip("10.0.0.1"), "example.com", 1));
+    // Same name, another client: its own group, not the first client's.
+    feed(&mut d, T0 + 3 * SEC, "10.0.0.3", &query(name, 1), &mut out);
+    let g = d.slots[a as usize].as_ref().unwrap();
+    assert_eq!((g.client, g.w.queries, g.w.responses), (ip("10.0.0.3"), 1, 0));
+    assert_eq!(d.stats().evictions, 3);
+    // A response after its query takes the hint and counts in the same group.
+    feed(&mut d, T0 + 4 * SEC, "10.0.0.3", &response(name, 1, 0, &[]), &mut out);
+    let g = d.slots[a as usize].as_ref().unwrap();
+    assert_eq!((g.client, g.w.queries, g.w.responses), (ip("10.0.0.3"), 1, 1));
+    assert_eq!((d.stats().groups, d.stats().evictions), (1, 3));
+}
+
+/// Two clients whose tags collide still get a group each: the tag only spares a read, the
+/// key decides.
+#[test]
+fn clients_with_one_tag_keep_their_own_groups() {
+    let (a, b) = ("2001:db8::1", "2001:db8::1:0:0");
+    assert_eq!(domain::client_tag(ip(a)), domain::client_tag(ip(b)));
+    let mut d = det();
+    let mut out = Vec::new();
+    let name = "x.a.example.com";
+    for (k, c) in [a, b, a, b].into_iter().enumerate() {
+        feed(&mut d, T0 + k as Nanos * SEC, c, &query(name, 1), &mut out);
+        feed(&mut d, T0 + k as Nanos * SEC, c, &response(name, 1, 0, &[]), &mut out);
+    }
+    assert_eq!(d.stats().groups, 2);
+    for c in [a, b] {
+        let g = d.slots[d.slot_of(ip(c), "example.com").unwrap() as usize].as_ref().unwrap();
+        assert_eq!((g.w.queries, g.w.responses), (2, 2));
+    }
+}
