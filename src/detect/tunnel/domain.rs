@@ -327,8 +327,14 @@ pub struct NameCache {
 
 impl Default for NameCache {
     fn default() -> Self {
-        let empty =
-            CachedName { len: 0, name: [0; CACHED_NAME], class: NameClass::default(), features: None, group: NO_GROUP, client: 0 };
+        let empty = CachedName {
+            len: 0,
+            name: [0; CACHED_NAME],
+            class: NameClass::default(),
+            features: None,
+            group: NO_GROUP,
+            client: 0,
+        };
         NameCache { slots: vec![empty; NAME_CACHE_SLOTS].into_boxed_slice() }
     }
 }
