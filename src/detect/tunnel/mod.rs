@@ -61,9 +61,11 @@
 //! heap beyond), laid out so that the key fills the first line; plus, once it has sent two
 //! names, a 128-byte Bloom filter of name fingerprints, and once its window has slid, the
 //! 128-byte earlier half. Beside it 16 bytes of links and hash and an index entry.
-//! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
-//! keeps the allowlist answer, registered domain and subdomain features of recent names
-//! (`domain::NameCache`): every name comes at least twice, as query and response.
+//! `expire` drops groups idle for a horizon (all in one step when even the newest group is
+//! a horizon old, as at the end of input). Beside the groups, a 1024-line cache (128 kB)
+//! keeps the allowlist answer, registered domain and subdomain features of recent names,
+//! and the slot of the group each last went to (`domain::NameCache`): every name comes at
+//! least twice, as query and response, and the response finds its group there.
 
 pub mod domain;
 pub mod features;
