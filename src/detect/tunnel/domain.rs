@@ -287,8 +287,8 @@ impl NameClass {
 const CACHED_NAME: usize = 88;
 const NAME_CACHE_SLOTS: usize = 1024;
 
-/// Two cache lines: the name, its class and, once a query needed them, its subdomain's
-/// features.
+/// Two cache lines: the name, its class, once a query needed them its subdomain's
+/// features, and the slot of the group that last took the name with its client's tag.
 #[derive(Clone, Copy)]
 #[repr(align(64))]
 struct CachedName {
@@ -296,7 +296,25 @@ struct CachedName {
     name: [u8; CACHED_NAME],
     class: NameClass,
     features: Option<NameFeatures>,
+    group: u32,
+    /// `client_tag` of that group's client: a popular name comes from many clients, and
+    /// reading another client's group to find it is not ours cost a cache miss each time.
+    client: u32,
 }
+
+/// A client address folded to 32 bits: equal addresses give equal tags.
+pub fn client_tag(ip: std::net::IpAddr) -> u32 {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_bits(),
+        std::net::IpAddr::V6(a) => {
+            let b = a.to_bits();
+            (b as u32) ^ ((b >> 32) as u32) ^ ((b >> 64) as u32) ^ ((b >> 96) as u32)
+        }
+    }
+}
+
+/// `CachedName::group` when no group has taken the name since it was cached.
+const NO_GROUP: u32 = u32::MAX;
 
 /// A direct-mapped cache of `NameClass` and `NameFeatures` by name. Every name is seen at
 /// least twice (query and response) and popular names far more often, while the
@@ -309,8 +327,14 @@ pub struct NameCache {
 
 impl Default for NameCache {
     fn default() -> Self {
-        let empty =
-            CachedName { len: 0, name: [0; CACHED_NAME], class: NameClass::default(), features: None };
+        let empty = CachedName {
+            len: 0,
+            name: [0; CACHED_NAME],
+            class: NameClass::default(),
+            features: None,
+            group: NO_GROUP,
+            client: 0,
+        };
         NameCache { slots: vec![empty; NAME_CACHE_SLOTS].into_boxed_slice() }
     }
 }
@@ -349,7 +373,24 @@ impl NameCache {
         e.len = b.len() as u8;
         e.class = class;
         e.features = None;
+        e.group = NO_GROUP;
         (class, Some(slot))
+    }
+
+    /// The group slot last remembered with the name `class` returned `slot` for, if it was
+    /// remembered for a client with the tag `client`. Only a hint: the slot may have been
+    /// reused for another group since, or another client share the tag; the caller checks
+    /// the key.
+    pub fn group(&self, slot: Option<usize>, client: u32) -> Option<u32> {
+        let e = self.slots.get(slot?)?;
+        (e.group != NO_GROUP && e.client == client).then_some(e.group)
+    }
+
+    pub fn set_group(&mut self, slot: Option<usize>, group: u32, client: u32) {
+        if let Some(e) = slot.and_then(|i| self.slots.get_mut(i)) {
+            e.group = group;
+            e.client = client;
+        }
     }
 
     /// The features of the subdomain of the name `class` returned `slot` for: remembered, or
@@ -536,5 +577,14 @@ mod tests {
             cache.clear();
             assert!(cache.slots.iter().all(|s| s.len == 0));
         }
+    }
+
+    /// The group hint and its client tag fit in the two lines a cached name had.
+    #[test]
+    fn a_cached_name_is_two_lines() {
+        assert_eq!(std::mem::size_of::<CachedName>(), 128);
+        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        assert_ne!(client_tag(v6), client_tag("2001:db8::2".parse().unwrap()));
+        assert_eq!(client_tag("10.0.0.1".parse().unwrap()), 0x0a00_0001);
     }
 }

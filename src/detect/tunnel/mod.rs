@@ -56,14 +56,16 @@
 //! by a hash of (client, registered domain), with the domain kept inside the group and the
 //! list links and each slot's hash in one array beside the slab: at the cap every message
 //! used to chase a per-client map, a boxed key and two neighbours' links through cold
-//! memory. Each group is a fixed 512-byte record of eight cache lines (its domain inline up
+//! memory. Each group is a fixed 384-byte record of six cache lines (its domain inline up
 //! to 38 bytes, its example name and previous subdomain inline up to 38 bytes each, on the
-//! heap beyond), laid out so that the key fills the first line and a message reads the
-//! first six; plus, once it has sent two names, a 128-byte Bloom filter of name
-//! fingerprints. Beside it 16 bytes of links and hash and an index entry.
-//! `expire` drops groups idle for a horizon. Beside the groups, a 1024-line cache (128 kB)
-//! keeps the allowlist answer, registered domain and subdomain features of recent names
-//! (`domain::NameCache`): every name comes at least twice, as query and response.
+//! heap beyond), laid out so that the key fills the first line; plus, once it has sent two
+//! names, a 128-byte Bloom filter of name fingerprints, and once its window has slid, the
+//! 128-byte earlier half. Beside it 16 bytes of links and hash and an index entry.
+//! `expire` drops groups idle for a horizon (all in one step when even the newest group is
+//! a horizon old, as at the end of input). Beside the groups, a 1024-line cache (128 kB)
+//! keeps the allowlist answer, registered domain and subdomain features of recent names,
+//! and the slot of the group each last went to (`domain::NameCache`): every name comes at
+//! least twice, as query and response, and the response finds its group there.
 
 pub mod domain;
 pub mod features;
@@ -439,16 +441,17 @@ impl<const N: usize> SmallBytes<N> {
     }
 }
 
-/// Eight cache lines: a message reads the first six (the key alone in the first: the
-/// lookup's one dependent read), the rest of the earlier half window and the previous
-/// subdomain sit in the last two, read when the window slides, an alert is written or a
-/// name is new. Removal reads lines 0, 1 and 7 (the key and the fields that own memory).
+/// Six cache lines (every group's first touch zeroes and writes them all): the key alone in
+/// the first (the lookup's one dependent read), then what a message reads; the earlier half
+/// window apart, since most groups never slide one. The two addresses and the flag sit
+/// together so that they cost one padding between them.
 /// `group_layout_keeps_the_key_in_one_line` checks the order.
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Group {
     domain: SmallBytes<INLINE_DOMAIN>,
     client: IpAddr,
+    server: IpAddr,
     saw_query: bool,
 
     last_seen: Nanos,
@@ -474,9 +477,49 @@ struct Group {
     long_queries: u32,
     long_distinct: u32,
 
-    server: IpAddr,
-    earlier: Window,
+    /// The half before `w`, once the window has slid with one in view; `None` is an empty
+    /// half. Kept after it empties: a group that slid once tends to again.
+    earlier: Option<Box<Window>>,
     prev_name: SmallBytes<INLINE_BYTES>,
+}
+
+/// What `Group::earlier` reads as when the group has no earlier half.
+static EMPTY_WINDOW: Window = Window {
+    queries: 0,
+    distinct: 0,
+    txt_null_answers: 0,
+    single_query: false,
+    bytes_up: 0,
+    bytes_down: 0,
+    start: 0,
+    last: 0,
+    sub_len_sum: 0,
+    entropy_sum: 0.0,
+    responses: 0,
+    max_sub: 0,
+    max_label: 0,
+    entropy_n: 0,
+    nxdomain: 0,
+    encoded: [0; 4],
+    types: [0; 7],
+};
+
+impl Group {
+    fn earlier(&self) -> &Window {
+        self.earlier.as_deref().unwrap_or(&EMPTY_WINDOW)
+    }
+
+    /// The window slides: `old`, the half that just ended, becomes the earlier half while
+    /// `now` is within a window of its start.
+    fn set_earlier(&mut self, old: Window, now: Nanos, window: Nanos) {
+        let in_view = now < old.start.saturating_add(window);
+        match (&mut self.earlier, in_view) {
+            (Some(e), true) => **e = old,
+            (Some(e), false) => **e = Window::default(),
+            (None, true) => self.earlier = Some(Box::new(old)),
+            (None, false) => {}
+        }
+    }
 }
 
 /// A slot's neighbours in the recency list (`NIL` at either end) and its key's hash.
@@ -520,6 +563,9 @@ pub struct TunnelDetector {
     head: u32,
     tail: u32,
     live: usize,
+    /// The latest packet time any group was seen at: when even that is a horizon old, every
+    /// group is idle.
+    newest_seen: Nanos,
     reputation_seen: HashMap<(IpAddr, Box<str>), Nanos, FastRandom>,
     stats: TunnelStats,
 }
@@ -596,6 +642,7 @@ impl TunnelDetector {
             head: NIL,
             tail: NIL,
             live: 0,
+            newest_seen: 0,
             reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
@@ -659,12 +706,18 @@ impl TunnelDetector {
             return;
         }
         let rd = class.registered_domain(lower);
-        let idx = self.group_index(ev.client, rd, ev.ts);
+        let tag = domain::client_tag(ev.client);
+        let hint = self.names.group(cached, tag);
+        let idx = self.group_index(ev.client, rd, ev.ts, hint);
+        if hint != Some(idx) {
+            self.names.set_group(cached, idx, tag);
+        }
         let cfg = &self.cfg;
         let Some(Some(g)) = self.slots.get_mut(idx as usize) else {
             return;
         };
         g.last_seen = g.last_seen.max(ev.ts);
+        self.newest_seen = self.newest_seen.max(ev.ts);
         g.server = ev.server;
         let counts_query = !ev.msg.response || !g.saw_query;
         if !ev.msg.response {
@@ -674,8 +727,7 @@ impl TunnelDetector {
         if ev.ts >= g.w.start.saturating_add(half) {
             let fresh = Window { start: ev.ts, ..Window::default() };
             let old = std::mem::replace(&mut g.w, fresh);
-            // The half that just ended stays in view only while it is within a window.
-            g.earlier = if ev.ts < old.start.saturating_add(cfg.window) { old } else { Window::default() };
+            g.set_earlier(old, ev.ts, cfg.window);
         }
         g.w.last = g.w.last.max(ev.ts);
         if ev.ts >= g.h_start.saturating_add(cfg.horizon) {
@@ -732,6 +784,18 @@ impl TunnelDetector {
 
     /// Drops groups idle for a whole horizon, and reputation pairs older than a window.
     pub fn expire(&mut self, now: Nanos, _out: &mut Vec<Alert>) {
+        if self.live > 0 && self.newest_seen.saturating_add(self.cfg.horizon) <= now {
+            // Every group is idle (the end of input's expiry, or a long gap in a capture):
+            // the walk below would remove them all, unlinking and unhashing each.
+            self.clear_groups();
+        }
+        self.expire_tail(now);
+        let window = self.cfg.window;
+        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
+    }
+
+    /// Removes idle groups from the tail of the recency list, one by one.
+    fn expire_tail(&mut self, now: Nanos) {
         while self.tail != NIL {
             let idle = match self.slots.get(self.tail as usize) {
                 Some(Some(g)) => g.last_seen.saturating_add(self.cfg.horizon) <= now,
@@ -743,12 +807,36 @@ impl TunnelDetector {
             self.remove_group(self.tail);
             self.stats.expired += 1;
         }
-        let window = self.cfg.window;
-        self.reputation_seen.retain(|_, t| t.saturating_add(window) > now);
     }
 
-    /// Finds or creates the group, moving it to the front of the recency list.
-    fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos) -> u32 {
+    /// Expires every group at once, counted as `expire_tail` would count them. Keeps the
+    /// tables' capacity: their pages are touched already.
+    fn clear_groups(&mut self) {
+        self.stats.expired += self.live as u64;
+        self.slots.clear();
+        self.links.clear();
+        self.index.clear();
+        self.free.clear();
+        // A client is in the map only while it has a group.
+        self.clients.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.live = 0;
+    }
+
+    /// Finds or creates the group, moving it to the front of the recency list. `hint` is a
+    /// slot that may hold it (where the name's last message found its group: a response
+    /// follows its query); a live group with the same key is the one the index would find,
+    /// since keys are unique, and then the hash and the probe are skipped.
+    fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos, hint: Option<u32>) -> u32 {
+        if let Some(i) = hint {
+            if matches!(self.slots.get(i as usize), Some(Some(g))
+                if g.client == client && g.domain.as_bytes() == rd.as_bytes())
+            {
+                self.touch(i);
+                return i;
+            }
+        }
         let h = self.hasher.hash_one((client, rd));
         let (slots, links) = (&self.slots, &self.links);
         let found = self.index.find(h, |&i| {
@@ -780,7 +868,7 @@ impl TunnelDetector {
             last_query: 0,
             saw_query: false,
             w: Window { start: ts, last: ts, ..Window::default() },
-            earlier: Window::default(),
+            earlier: None,
             quiet_until: 0,
             long_start: ts,
             long_queries: 0,
@@ -1081,7 +1169,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
 }
 
 fn group_features(g: &Group, cfg: &TunnelConfig) -> [Feature; N_FEATURES] {
-    let w = &g.earlier.merged(&g.w);
+    let w = &g.earlier().merged(&g.w);
     let q = w.queries.max(1) as f64;
     let encoded: u32 = w.encoded.iter().sum();
     let unusual: u32 = w.types.iter().sum();
@@ -1142,7 +1230,7 @@ fn may_alert(g: &Group, cfg: &TunnelConfig) -> bool {
     if cfg.threshold.is_nan() || cfg.threshold <= 0.0 {
         return true;
     }
-    let (e, w) = (&g.earlier, &g.w);
+    let (e, w) = (g.earlier(), &g.w);
     // An empty half has every counter at zero, so plain sums equal what `merged` returns;
     // wrapping as the release build's `+=` does.
     let crosses_u32 = |a: u32, b: u32, t: u32| t > 0 && a.wrapping_add(b) >= t;
@@ -1233,7 +1321,7 @@ fn tunnel_alert(ts: Nanos, g: &Group, fs: &[Feature; N_FEATURES], score: f64, cf
         ("T1071", "Application Layer Protocol"),
         ("T1071.004", "DNS"),
     );
-    let w = &g.earlier.merged(&g.w);
+    let w = &g.earlier().merged(&g.w);
     doc.insert("source.ip", g.client);
     doc.insert("destination.ip", g.server);
     doc.insert("dns.question.registered_domain", g.domain.as_str().to_string());
