@@ -710,10 +710,17 @@ impl Dispatcher {
     fn flush(&mut self, last: bool) {
         self.defrag.expire(self.clock);
         for w in 0..self.n {
-            let fresh = self.pool.try_recv().unwrap_or_default();
             let Some(slot) = self.current.get_mut(w) else {
                 continue;
             };
+            // A batch back from a worker keeps the room its last use needed. Until the pool
+            // fills, a new one gets the room of the batch it replaces, rather than growing
+            // by doubling (a copy into fresh memory each time) as it fills.
+            let fresh = self.pool.try_recv().unwrap_or_else(|_| WorkBatch {
+                items: Vec::with_capacity(slot.items.len()),
+                data: Vec::with_capacity(slot.data.len()),
+                ..WorkBatch::default()
+            });
             let mut b = std::mem::replace(slot, fresh);
             b.end_seq = self.seq;
             b.end_ts = self.clock;
