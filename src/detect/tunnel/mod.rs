@@ -316,21 +316,21 @@ fn type_slot(t: u16) -> Option<usize> {
 }
 
 /// Fingerprints of the names a group has sent this horizon: the first inline, then a
-/// 1024-bit Bloom filter (k = 2). Tunnel names never repeat, so the filter fills after
-/// about a thousand names and starts calling new names old; by then the group has long
-/// crossed every threshold.
-#[derive(Clone, Debug, Default)]
+/// 1024-bit Bloom filter (k = 2) from the detector's `Blooms`. Tunnel names never repeat, so
+/// the filter fills after about a thousand names and starts calling new names old; by then
+/// the group has long crossed every threshold.
+#[derive(Debug, Default)]
 enum Seen {
     #[default]
     Empty,
     One(u64),
-    Bloom(Box<[u64; 16]>),
+    /// The filter's entry in `Blooms`: owned by this group until `release`.
+    Bloom(u32),
 }
 
 impl Seen {
     /// Inserts; true when `fp` was (probably) not there before.
-    fn insert(&mut self, fp: u64) -> bool {
-        let bits = [(fp & 1023) as usize, ((fp >> 32) & 1023) as usize];
+    fn insert(&mut self, fp: u64, blooms: &mut Blooms) -> bool {
         match self {
             Seen::Empty => {
                 *self = Seen::One(fp);
@@ -339,28 +339,86 @@ impl Seen {
             Seen::One(old) if *old == fp => false,
             Seen::One(old) => {
                 let old = *old;
-                let mut b = Box::new([0u64; 16]);
-                for f in [old, fp] {
-                    for bit in [(f & 1023) as usize, ((f >> 32) & 1023) as usize] {
-                        if let Some(w) = b.get_mut(bit / 64) {
-                            *w |= 1 << (bit % 64);
-                        }
-                    }
+                let i = blooms.take();
+                if let Some(b) = blooms.get_mut(i) {
+                    set_bits(b, old);
+                    set_bits(b, fp);
                 }
-                *self = Seen::Bloom(b);
+                *self = Seen::Bloom(i);
                 true
             }
-            Seen::Bloom(b) => {
-                let mut new = false;
-                for bit in bits {
-                    if let Some(w) = b.get_mut(bit / 64) {
-                        new |= *w & (1 << (bit % 64)) == 0;
-                        *w |= 1 << (bit % 64);
-                    }
+            Seen::Bloom(i) => blooms.get_mut(*i).is_none_or(|b| set_bits(b, fp)),
+        }
+    }
+
+    /// Empties the set, handing its filter back.
+    fn release(&mut self, blooms: &mut Blooms) {
+        if let Seen::Bloom(i) = std::mem::take(self) {
+            blooms.give(i);
+        }
+    }
+}
+
+/// Sets `fp`'s two bits; true when either was clear.
+fn set_bits(b: &mut [u64; 16], fp: u64) -> bool {
+    let mut new = false;
+    for bit in [(fp & 1023) as usize, ((fp >> 32) & 1023) as usize] {
+        if let Some(w) = b.get_mut(bit / 64) {
+            new |= *w & (1 << (bit % 64)) == 0;
+            *w |= 1 << (bit % 64);
+        }
+    }
+    new
+}
+
+/// The Bloom filters of every group that sent a second distinct name this horizon, in one
+/// pool with a free list. A box each cost an allocation and a free per group, and each
+/// box was new memory; a freed entry here is the next one taken, still in cache.
+#[derive(Debug, Default)]
+struct Blooms {
+    bits: Vec<[u64; 16]>,
+    free: Vec<u32>,
+}
+
+impl Blooms {
+    fn with_capacity(n: usize) -> Self {
+        // Address space only, like the group slots: pages are touched as filters are taken.
+        Blooms { bits: Vec::with_capacity(n), free: Vec::new() }
+    }
+
+    /// An empty filter.
+    fn take(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                if let Some(b) = self.bits.get_mut(i as usize) {
+                    *b = [0; 16];
                 }
-                new
+                i
+            }
+            None => {
+                self.bits.push([0; 16]);
+                (self.bits.len() - 1) as u32
             }
         }
+    }
+
+    fn give(&mut self, i: u32) {
+        self.free.push(i);
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut [u64; 16]> {
+        self.bits.get_mut(i as usize)
+    }
+
+    /// Filters held by groups.
+    #[cfg(test)]
+    fn taken(&self) -> usize {
+        self.bits.len() - self.free.len()
+    }
+
+    fn clear(&mut self) {
+        self.bits.clear();
+        self.free.clear();
     }
 }
 
@@ -566,6 +624,7 @@ pub struct TunnelDetector {
     /// The latest packet time any group was seen at: when even that is a horizon old, every
     /// group is idle.
     newest_seen: Nanos,
+    blooms: Blooms,
     reputation_seen: HashMap<(IpAddr, Box<str>), Nanos, FastRandom>,
     stats: TunnelStats,
 }
@@ -643,6 +702,7 @@ impl TunnelDetector {
             tail: NIL,
             live: 0,
             newest_seen: 0,
+            blooms: Blooms::with_capacity(reserve),
             reputation_seen: HashMap::default(),
             stats: TunnelStats::default(),
         })
@@ -735,7 +795,7 @@ impl TunnelDetector {
             g.h_queries = 0;
             g.info_bits = 0.0;
             g.info_alerted = 0.0;
-            g.seen = Seen::Empty;
+            g.seen.release(&mut self.blooms);
             g.prev_name.clear();
         }
         if ev.ts >= g.long_start.saturating_add(cfg.long_name_span) {
@@ -753,7 +813,7 @@ impl TunnelDetector {
             } else {
                 features::name_features(sub)
             };
-            count_query(g, cfg, raw, sub, &f, q.qtype);
+            count_query(g, &mut self.blooms, cfg, raw, sub, &f, q.qtype);
         }
         if ev.msg.response {
             g.w.responses += 1;
@@ -817,6 +877,7 @@ impl TunnelDetector {
         self.links.clear();
         self.index.clear();
         self.free.clear();
+        self.blooms.clear();
         // A client is in the map only while it has a group.
         self.clients.clear();
         self.head = NIL;
@@ -961,9 +1022,11 @@ impl TunnelDetector {
         let Some(slot) = self.slots.get_mut(i as usize) else {
             return;
         };
-        let Some(client) = slot.as_ref().map(|g| g.client) else {
+        let Some(g) = slot.as_mut() else {
             return;
         };
+        let client = g.client;
+        g.seen.release(&mut self.blooms);
         *slot = None;
         let h = self.links.get(i as usize).map_or(0, |l| l.hash);
         if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
@@ -1113,7 +1176,15 @@ fn has_ascii_upper(b: &[u8]) -> bool {
     chunks.remainder().iter().any(|b| b.is_ascii_uppercase())
 }
 
-fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &NameFeatures, qtype: u16) {
+fn count_query(
+    g: &mut Group,
+    blooms: &mut Blooms,
+    cfg: &TunnelConfig,
+    raw: &str,
+    sub: &str,
+    f: &NameFeatures,
+    qtype: u16,
+) {
     let w = &mut g.w;
     w.queries += 1;
     g.h_queries += 1;
@@ -1147,7 +1218,7 @@ fn count_query(g: &mut Group, cfg: &TunnelConfig, raw: &str, sub: &str, f: &Name
     if long {
         g.long_queries += 1;
     }
-    if sub.is_empty() || !g.seen.insert(f.fingerprint) {
+    if sub.is_empty() || !g.seen.insert(f.fingerprint, blooms) {
         return;
     }
     w.distinct += 1;

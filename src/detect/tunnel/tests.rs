@@ -793,3 +793,51 @@ fn clients_with_one_tag_keep_their_own_groups() {
         assert_eq!((g.w.queries, g.w.responses), (2, 2));
     }
 }
+
+/// Every filter in the pool belongs to exactly one live group: groups evicted at the cap,
+/// expired, or past their horizon hand theirs back, and the pool never outgrows the cap.
+#[test]
+fn bloom_filters_are_handed_back() {
+    let cap = 64;
+    let mut d = TunnelDetector::new(TunnelConfig { max_groups: cap, ..TunnelConfig::default() }).unwrap();
+    let held =
+        |d: &TunnelDetector| d.slots.iter().flatten().filter(|g| matches!(g.seen, Seen::Bloom(_))).count();
+    let mut r = Rng(0xb100);
+    let mut out = Vec::new();
+    let horizon = d.cfg.horizon;
+    for i in 0..20_000u64 {
+        let client = format!("10.2.0.{}", r.below(10));
+        let name = format!("{}.d{}.com", r.text(B32, 12), r.below(8));
+        // Long gaps now and then: whole horizons pass, and groups expire (when the sweep
+        // comes first) or start a new horizon (when their next query does).
+        let ts = T0 + i * SEC / 10 + (i / 5_000) * 2 * horizon;
+        if i % 5_000 == 0 && i % 10_000 != 0 {
+            d.expire(ts - 1, &mut out);
+        }
+        feed(&mut d, ts, &client, &query(&name, 1), &mut out);
+        assert_eq!(d.blooms.taken(), held(&d), "after message {i}");
+        assert!(d.blooms.bits.len() <= cap);
+    }
+    assert!(d.stats().evictions > 0 && d.stats().expired > 0, "{:?}", d.stats());
+    d.expire(Nanos::MAX / 2, &mut out);
+    assert_eq!((d.blooms.taken(), d.blooms.bits.len()), (0, 0));
+}
+
+/// A pooled filter counts distinct names as the boxed one did: the second name is always
+/// new, repeats never are, and a taken-again entry starts empty.
+#[test]
+fn a_reused_bloom_filter_starts_empty() {
+    let mut blooms = Blooms::default();
+    let mut a = Seen::Empty;
+    assert!(a.insert(1, &mut blooms) && !a.insert(1, &mut blooms));
+    // The same two bits as 1 (bit 1 twice): still counted as a new name, as before.
+    assert!(a.insert(1 | (1 << 32), &mut blooms));
+    assert!(!a.insert(1, &mut blooms));
+    assert!(a.insert(5, &mut blooms) && !a.insert(5, &mut blooms));
+    a.release(&mut blooms);
+    assert!(matches!(a, Seen::Empty) && blooms.taken() == 0);
+    let mut b = Seen::Empty;
+    assert!(b.insert(7, &mut blooms) && b.insert(9, &mut blooms));
+    assert!(b.insert(5, &mut blooms), "bits left by the last owner are gone");
+    assert_eq!((blooms.taken(), blooms.bits.len()), (1, 1));
+}
