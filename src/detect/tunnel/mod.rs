@@ -347,7 +347,7 @@ impl Seen {
                 *self = Seen::Bloom(i);
                 true
             }
-            Seen::Bloom(i) => blooms.get_mut(*i).is_none_or(|b| set_bits(b, fp)),
+            Seen::Bloom(i) => blooms.get_mut(*i).map_or(true, |b| set_bits(b, fp)),
         }
     }
 
