@@ -50,11 +50,11 @@ pub fn read_name_into(msg: &[u8], start: usize, out: &mut String) -> Result<usiz
 /// returns where it ends: for names nobody will read (answer owners when no DNS log is
 /// written), which were a third of all name rendering.
 pub fn check_name(msg: &[u8], start: usize) -> Result<usize, NameError> {
-    render::<false>(msg, start, &mut []).map(|(_, end, _)| end)
+    render::<false>(msg, start, &mut []).map(|r| r.end)
 }
 
 /// Size of the buffer a `Reader` renders into: the longest text, plus room for the 8-octet
-/// store that writes a label's last octets.
+/// store that writes a label's last octets (the dot after the last label falls inside it).
 pub const TEXT_BUF: usize = MAX_NAME_TEXT + 8;
 
 /// Reads the names of one message: `read_name_into` and `check_name`, rendering in a buffer
@@ -69,7 +69,7 @@ pub struct Reader<'a, 'b> {
 }
 
 /// A name that walked cleanly, with its text still at the start of `Reader::buf` if it was
-/// rendered.
+/// rendered (and found ASCII, which it always is).
 #[derive(Clone, Copy)]
 struct Walked {
     start: usize,
@@ -84,17 +84,18 @@ impl<'a, 'b> Reader<'a, 'b> {
 
     /// `read_name_into` on this message.
     pub fn read(&mut self, start: usize, out: &mut String) -> Result<usize, NameError> {
-        let (len, end) = match self.repeat(start) {
-            Some((Walked { text: Some(len), .. }, end)) => (len, end),
+        let (len, ascii, end) = match self.repeat(start) {
+            Some((Walked { text: Some(len), .. }, end)) => (len, true, end),
             _ => {
                 // The walk overwrites the text of the name remembered, even when it fails.
                 self.last = None;
-                let (len, end, hops) = render::<true>(self.msg, start, self.buf)?;
-                self.last = Some(Walked { start, hops, text: Some(len) });
-                (len, end)
+                let r = render::<true>(self.msg, start, self.buf)?;
+                let text = r.ascii.then_some(r.len);
+                self.last = Some(Walked { start, hops: r.hops, text });
+                (r.len, r.ascii, r.end)
             }
         };
-        out.push_str(ascii_str(self.buf.get(..len).unwrap_or_default()));
+        out.push_str(text_str(self.buf.get(..len).unwrap_or_default(), ascii));
         Ok(end)
     }
 
@@ -110,10 +111,10 @@ impl<'a, 'b> Reader<'a, 'b> {
 
     #[inline(never)]
     fn check_walk(&mut self, start: usize) -> Result<usize, NameError> {
-        let (_, end, hops) = render::<false>(self.msg, start, &mut [])?;
+        let r = render::<false>(self.msg, start, &mut [])?;
         // A rendered text in `buf` stays valid; only a walked name is remembered, though.
-        self.last = Some(Walked { start, hops, text: None });
-        Ok(end)
+        self.last = Some(Walked { start, hops: r.hops, text: None });
+        Ok(r.end)
     }
 
     /// If the name at `start` is a single pointer to the name walked last, that name and
@@ -128,72 +129,89 @@ impl<'a, 'b> Reader<'a, 'b> {
     }
 }
 
-/// `text` as a `str`. Rendered text is always ASCII (plain label octets are 0x21..=0x7e, the
-/// rest is escaped), and checking that is a few word-wide tests where `from_utf8` walked the
-/// text with its general decoder: a sixth of the cost of reading a typical name. Anything
-/// else would go through `from_utf8` (and come out empty, as before, if it were not UTF-8).
-fn ascii_str(text: &[u8]) -> &str {
-    if text.is_ascii() {
-        // SAFETY: every octet is below 0x80, and a sequence of such octets is valid UTF-8.
+/// `text` as a `str`, where `ascii` says every octet of it is below 0x80 (`render` ORs
+/// together every value it stores in the text and tests the high bits once: checking the text
+/// again with `is_ascii` was a tenth of the cost of reading a typical name). Rendered text is
+/// always ASCII (plain label octets are 0x21..=0x7e, the rest is escaped); anything else
+/// would go through `from_utf8` (and come out empty, as before, if it were not UTF-8).
+fn text_str(text: &[u8], ascii: bool) -> &str {
+    if ascii {
+        // SAFETY: every octet is below 0x80 (see `Rendered::ascii`), and a sequence of such
+        // octets is valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(text) }
     } else {
         std::str::from_utf8(text).unwrap_or_default()
     }
 }
 
+/// What `render` found.
+struct Rendered {
+    /// Length of the text (0 when not writing).
+    len: usize,
+    /// Offset just past the name's in-place octets.
+    end: usize,
+    /// Pointers followed.
+    hops: usize,
+    /// Every octet of `text[..len]` was written by this walk with its high bit clear.
+    ascii: bool,
+}
+
 /// Walks the name at `start`, checking it, and (when `WRITE`) renders it into `text`.
-/// Returns the text length (0 when not writing), where the name ends in the message and how
-/// many pointers it followed.
-fn render<const WRITE: bool>(
-    msg: &[u8],
-    start: usize,
-    text: &mut [u8],
-) -> Result<(usize, usize, usize), NameError> {
+fn render<const WRITE: bool>(msg: &[u8], start: usize, text: &mut [u8]) -> Result<Rendered, NameError> {
+    // Every label is written followed by a dot; the last dot is not part of the text.
     let mut n = 0usize;
+    // The OR of everything stored in the text, for `Rendered::ascii`.
+    let mut stored = 0u64;
     let mut pos = start;
     // Pointers must land strictly before the start of the piece being read; each jump lowers
     // the limit, so no pointer can be followed twice and the walk cannot cycle.
     let mut limit = start;
     let mut end = None;
-    let mut wire = 0usize;
     let mut hops = 0usize;
+    // Where the wire length reaches `MAX_NAME_WIRE` if the labels from `pos` on run that
+    // far: a label ending past it makes the name too long. One bound instead of a running
+    // total keeps a register free in the label loop.
+    let mut wire_end = start.saturating_add(MAX_NAME_WIRE);
     loop {
         // The labels in place from `pos`, up to the root or a pointer: what only changes at a
         // pointer stays out of this loop, which is where a name's time goes.
         let b = loop {
             let b = *msg.get(pos).ok_or(NameError::Short)?;
-            if b == 0 || b & 0xC0 != 0 {
+            // Not a label of 1..=63 octets: the root, a pointer or a bad label type.
+            if b.wrapping_sub(1) >= 0x3F {
                 break b;
             }
             let len = usize::from(b);
-            wire += len + 1;
-            if wire > MAX_NAME_WIRE {
+            let label_end = pos + 1 + len;
+            if label_end > wire_end {
                 return Err(NameError::TooLong);
             }
-            let label_end = pos + 1 + len;
             if label_end > msg.len() {
                 return Err(NameError::Short);
             }
             if WRITE {
-                if n != 0 {
-                    *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
-                    n += 1;
-                }
-                n = write_label(text, n, msg, label_end, len).ok_or(NameError::TooLong)?;
+                n = write_label(text, n, msg, label_end, len, &mut stored).ok_or(NameError::TooLong)?;
+                *text.get_mut(n).ok_or(NameError::TooLong)? = b'.';
+                n += 1;
             }
             pos = label_end;
         };
         match b & 0xC0 {
             0x00 => {
-                wire += 1;
-                if wire > MAX_NAME_WIRE {
+                // The root octet is the name's last on the wire.
+                if pos >= wire_end {
                     return Err(NameError::TooLong);
                 }
-                if WRITE && n == 0 {
-                    *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
-                    n = 1;
-                }
-                return Ok((n, end.unwrap_or(pos + 1), hops));
+                let len = match n {
+                    _ if !WRITE => 0,
+                    0 => {
+                        *text.get_mut(0).ok_or(NameError::TooLong)? = b'.';
+                        1
+                    }
+                    _ => n - 1,
+                };
+                let end = end.unwrap_or(pos + 1);
+                return Ok(Rendered { len, end, hops, ascii: stored & HIGH == 0 });
             }
             0xC0 => {
                 let lo = *msg.get(pos + 1).ok_or(NameError::Short)?;
@@ -205,6 +223,8 @@ fn render<const WRITE: bool>(
                 if end.is_none() {
                     end = Some(pos + 2);
                 }
+                // The wire octets left carry over to the piece at `target`.
+                wire_end = target + wire_end.saturating_sub(pos);
                 limit = target;
                 pos = target;
             }
@@ -215,50 +235,66 @@ fn render<const WRITE: bool>(
 
 /// Writes the label `msg[label_end - len..label_end]` escaped at `text[n..]` and returns
 /// the new length, or `None` if `text` is too small (never for a `TEXT_BUF` buffer: the
-/// wire cap bounds the text).
+/// wire cap bounds the text). ORs everything it stores into `stored`.
 ///
-/// Labels are checked and copied eight octets at a time. The last 1..=7 octets come from the
+/// Labels are checked and copied eight octets at a time. The last 1..=8 octets come from the
 /// eight that end the label (only a pointer into the 12-octet header can put a label's end
 /// before offset 8; such a label goes octet by octet), and are written as one 8-octet store:
 /// `text` past the returned length is scratch, overwritten by the next label or unused.
-fn write_label(text: &mut [u8], n: usize, msg: &[u8], label_end: usize, len: usize) -> Option<usize> {
-    let label = msg.get(label_end.checked_sub(len)?..label_end)?;
-    let mut chunks = label.chunks_exact(8);
+fn write_label(
+    text: &mut [u8],
+    n: usize,
+    msg: &[u8],
+    label_end: usize,
+    len: usize,
+    stored: &mut u64,
+) -> Option<usize> {
+    let from = label_end.checked_sub(len)?;
     let mut at = n;
-    for c in chunks.by_ref() {
-        let c: [u8; 8] = c.try_into().ok()?;
-        if escapes(u64::from_le_bytes(c)) != 0 {
-            return write_escaped(text, n, label);
+    let mut i = from;
+    let mut rest = len;
+    while rest > 8 {
+        let x = word(msg, i)?;
+        if escapes(x) != 0 {
+            return write_escaped(text, n, msg.get(from..label_end)?, stored);
         }
-        text.get_mut(at..at + 8)?.copy_from_slice(&c);
+        text.get_mut(at..at + 8)?.copy_from_slice(&x.to_le_bytes());
+        *stored |= x;
         at += 8;
+        i += 8;
+        rest -= 8;
     }
-    let r = chunks.remainder().len();
-    if r == 0 {
-        return Some(at);
-    }
-    let Some(last) = label_end.checked_sub(8).and_then(|s| msg.get(s..label_end)) else {
-        return write_escaped(text, n, label);
+    let Some(x) = label_end.checked_sub(8).and_then(|s| word(msg, s)) else {
+        return write_escaped(text, n, msg.get(from..label_end)?, stored);
     };
-    let x = u64::from_le_bytes(last.try_into().ok()?);
-    // Little-endian: the label's last r octets are the top r octets of `x`.
-    let drop = 8 * (8 - r) as u32;
+    // Little-endian: the label's last `rest` octets are the top `rest` octets of `x`.
+    let drop = 8 * (8 - rest) as u32;
     if escapes(x) >> drop != 0 {
-        return write_escaped(text, n, label);
+        return write_escaped(text, n, msg.get(from..label_end)?, stored);
     }
-    text.get_mut(at..at + 8)?.copy_from_slice(&(x >> drop).to_le_bytes());
-    Some(at + r)
+    let x = x >> drop;
+    text.get_mut(at..at + 8)?.copy_from_slice(&x.to_le_bytes());
+    *stored |= x;
+    Some(at + rest)
+}
+
+/// The eight octets of `msg` from `at`, little-endian.
+fn word(msg: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(msg.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
 /// `write_label` octet by octet, for labels with something to escape.
-fn write_escaped(text: &mut [u8], n: usize, label: &[u8]) -> Option<usize> {
+fn write_escaped(text: &mut [u8], n: usize, label: &[u8], stored: &mut u64) -> Option<usize> {
     let mut n = n;
     for &c in label {
         if needs_escape(c) {
-            text.get_mut(n..n + 4)?.copy_from_slice(&escape(c));
+            let e = escape(c);
+            text.get_mut(n..n + 4)?.copy_from_slice(&e);
+            *stored |= u64::from(u32::from_le_bytes(e));
             n += 4;
         } else {
             *text.get_mut(n)? = c;
+            *stored |= u64::from(c);
             n += 1;
         }
     }
@@ -647,8 +683,8 @@ mod tests {
         }
     }
 
-    /// `ascii_str` gives what `from_utf8` gave for any octets: ASCII, other UTF-8, and not
-    /// UTF-8 at all (empty).
+    /// `text_str`, told whether the octets are ASCII, gives what `from_utf8` gave for any
+    /// octets: ASCII, other UTF-8, and not UTF-8 at all (empty).
     #[test]
     fn ascii_str_matches_from_utf8() {
         let mut rng = Rng(0x5851_F42D_4C95_7F2D);
@@ -664,7 +700,7 @@ mod tests {
                     v.splice(at..at, s.bytes());
                 }
             }
-            assert_eq!(ascii_str(&v), std::str::from_utf8(&v).unwrap_or_default(), "{v:02x?}");
+            assert_eq!(text_str(&v, v.is_ascii()), std::str::from_utf8(&v).unwrap_or_default(), "{v:02x?}");
         }
     }
 
@@ -674,5 +710,102 @@ mod tests {
         assert_eq!(skip_name(b"\x00\x01a\xc0\x00", 1), Ok(5));
         assert_eq!(skip_name(b"\x01a", 0), Err(NameError::Short));
         assert_eq!(skip_name(b"\x05a", 0), Err(NameError::Short));
+    }
+
+    /// The 255-octet cap across pointers: a name whose labels are split over two to four
+    /// pieces (each continued by a pointer to the one before), 250..=260 octets in all.
+    #[test]
+    fn length_cap_across_pointers() {
+        let mut rng = Rng(0x3C6E_F372_FE94_F82B);
+        let mut at_cap = 0;
+        for _ in 0..20_000 {
+            let total = 250 + rng.below(11);
+            let pieces = 2 + rng.below(3);
+            // Label lengths adding up (with their length octets and the root) to `total`.
+            let mut lens = Vec::new();
+            let mut left = total - 1;
+            while left > 0 {
+                let len = (1 + rng.below(63)).min(left - 1).max(1);
+                if len + 1 > left {
+                    break;
+                }
+                lens.push(len);
+                left -= len + 1;
+            }
+            if left != 0 {
+                continue;
+            }
+            let wire: usize = lens.iter().map(|l| l + 1).sum::<usize>() + 1;
+            assert_eq!(wire, total);
+            at_cap += usize::from(total == 255);
+            // Pieces from the last (with the root) to the first; each continues with a pointer.
+            let mut cuts: Vec<usize> = (0..pieces - 1).map(|_| rng.below(lens.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut m = vec![0u8; 12];
+            let mut next = None;
+            let mut hi = lens.len();
+            for &lo in cuts.iter().rev().chain(std::iter::once(&0)) {
+                let here = m.len();
+                for &len in &lens[lo..hi] {
+                    m.push(len as u8);
+                    m.extend((0..len).map(|i| [b'a', b'.', b'z', 0x80][(i * 7 + len) % 4]));
+                }
+                match next {
+                    None => m.push(0),
+                    Some(p) => m.extend([0xC0 | (p >> 8) as u8, p as u8]),
+                }
+                next = Some(here);
+                hi = lo;
+            }
+            let start = next.unwrap();
+            let want = reference(&m, start);
+            assert_eq!(want.is_ok(), total <= 255, "{m:02x?}");
+            assert_eq!(read_name(&m, start), want, "{m:02x?} at {start}");
+            assert_eq!(check_name(&m, start), want.map(|(_, end)| end));
+        }
+        assert!(at_cap > 500, "{at_cap}");
+    }
+
+    /// Every octet value that matters to the escape test (the bounds of the plain range, the
+    /// dot, the backslash, high octets) at every position of labels of 1..=63 octets, in the
+    /// name's last label, with the name ending at the end of the message, and read again
+    /// through a pointer.
+    #[test]
+    fn escapes_everywhere_in_names_at_the_end() {
+        for len in 1..=63usize {
+            for at in 0..len {
+                for c in [0u8, 0x20, 0x21, b'.', b'/', b'[', b'\\', b']', 0x7e, 0x7f, 0x80, 0xa1, 0xae, 0xff]
+                {
+                    let mut m = vec![0xffu8; 12];
+                    m.extend(b"\x02ab");
+                    m.push(len as u8);
+                    m.extend((0..len).map(|i| if i == at { c } else { b'a' + (i % 26) as u8 }));
+                    m.push(0);
+                    assert_eq!(read_name(&m, 12), reference(&m, 12), "{m:02x?}");
+                    // And the message cut inside the name.
+                    let cut = &m[..m.len() - 1 - at % 3];
+                    assert_eq!(read_name(cut, 12), reference(cut, 12), "{cut:02x?}");
+                    let p = m.len();
+                    m.extend([0xC0, 12]);
+                    assert_eq!(read_name(&m, p), reference(&m, p), "{m:02x?}");
+                }
+            }
+        }
+    }
+
+    /// `render` reports its text as ASCII for every name it renders, and the text is.
+    #[test]
+    fn rendered_text_is_ascii() {
+        let mut rng = Rng(0xBF58_476D_1CE4_E5B9);
+        let mut buf = vec![0u8; TEXT_BUF];
+        for _ in 0..3_000 {
+            let m = random_message(&mut rng);
+            for start in 0..m.len() {
+                if let Ok(r) = render::<true>(&m, start, &mut buf) {
+                    assert!(r.ascii, "{m:02x?} at {start}");
+                    assert!(buf[..r.len].is_ascii(), "{m:02x?} at {start}");
+                }
+            }
+        }
     }
 }
