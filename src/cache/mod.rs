@@ -10,7 +10,9 @@
 //! response) back to back in one byte arena of its own. At the per-client cap every new
 //! address pushes an old one out, so this is the steady state of a busy sensor: evicting a
 //! slot frees nothing and touches no other memory, and a response costs no allocation of
-//! its own. The arena is compacted now and then, when its dead records make up half of it.
+//! its own. The arena is compacted now and then, when its dead records make up a third of
+//! it (half, while the client is still filling up), and is sized to that: its memory is
+//! touched once, not reallocated by doubling past what the client needs.
 
 mod ring;
 
@@ -255,6 +257,10 @@ fn push_name(arena: &mut Vec<u8>, name: &str) {
 /// are.
 const MIN_ARENA: usize = 512;
 
+/// Room past the compaction point for the record that crosses it (most are well under
+/// this), so that it does not make the arena double.
+const HEADROOM: usize = 128;
+
 #[derive(Debug, Default)]
 struct ClientEntry {
     /// The answers, each with `fingerprint(addr, qname)` as its key: the duplicate check
@@ -267,7 +273,8 @@ struct ClientEntry {
     /// next compaction.
     arena: Vec<u8>,
     /// The arena is compacted when it reaches this length: twice what was live after the
-    /// last compaction, so each compaction copies at most what was appended since.
+    /// last compaction while the client fills up, half again as much once it is at its cap
+    /// (see `compact`).
     compact_at: usize,
     /// Where the newest record starts: the one the newest slot refers to. Kept here so that
     /// checking a repeated question does not first wait for the slots' cold memory.
@@ -291,10 +298,11 @@ impl ClientEntry {
     ) -> usize {
         if self.arena.len() >= self.compact_at.max(MIN_ARENA) {
             self.compact();
-        }
-        if self.arena.capacity() == 0 {
+        } else if self.arena.capacity() == 0 {
             // Most clients get more than one answer: skip the smallest steps of growth.
-            self.arena.reserve(MIN_ARENA / 4);
+            self.arena.reserve_exact(MIN_ARENA / 4);
+        } else if self.arena.len() + HEADROOM > self.arena.capacity() {
+            self.grow();
         }
         let start = self.arena.len();
         push_resolver(&mut self.arena, resolver);
@@ -333,7 +341,7 @@ impl ClientEntry {
                 _ => {
                     debug_assert!(!matches!(prev, Some((old, _)) if old > s.rec), "slots out of arena order");
                     let len = Record::at(&self.arena, s.rec).len();
-                    if s.rec >= write && s.rec + len <= self.arena.len() {
+                    if s.rec > write && s.rec + len <= self.arena.len() {
                         self.arena.copy_within(s.rec..s.rec + len, write);
                     }
                     prev = Some((s.rec, write));
@@ -342,9 +350,28 @@ impl ClientEntry {
                 }
             }
         }
+        let before = self.arena.len();
         self.arena.truncate(write);
         self.newest = prev.map_or(0, |(_, new)| new);
-        self.compact_at = 2 * write;
+        // A compaction that freed little is one of a client still filling up: its arena
+        // doubles as it did. One that freed an eighth or more is one of a client at its
+        // cap, in the steady state: half again what is live is room enough, and that is the
+        // arena's size from then on instead of the next power of two above twice it.
+        let freed = before.saturating_sub(write);
+        self.compact_at = if freed >= before / 8 { write + write / 2 } else { 2 * write };
+        let want = self.compact_at.max(MIN_ARENA) + HEADROOM;
+        if self.arena.capacity() < want {
+            self.arena.reserve_exact(want - write);
+        }
+    }
+
+    /// Doubles the arena, but only up to the room the next compaction needs: a client's
+    /// arena is sized by `compact`, not by the doublings of `Vec` past it.
+    fn grow(&mut self) {
+        let len = self.arena.len();
+        let room = self.compact_at.max(MIN_ARENA) + HEADROOM;
+        let want = self.arena.capacity().saturating_mul(2).min(room).max(len + HEADROOM);
+        self.arena.reserve_exact(want - len);
     }
 }
 
@@ -833,6 +860,34 @@ mod tests {
             .collect();
         let got: Vec<(IpAddr, String)> = got.iter().map(|a| (a.addr, a.qname.to_string())).collect();
         assert_eq!(&got[4..], &want[8..], "the newest four answers");
+    }
+
+    #[test]
+    fn an_arena_at_the_cap_is_sized_to_half_again_what_is_live() {
+        let c = AnswerCache::new(CacheConfig::default());
+        let client = ip("10.0.0.5");
+        let name = |i: u32| format!("host-{i:06}.example");
+        let mut grew = 0;
+        let mut last_cap = 0;
+        for i in 0..5_000u32 {
+            c.insert(client, ip("8.8.8.8"), S, &response(&name(i), &[[10, 0, (i >> 8) as u8, i as u8]]));
+            let e = c.map.get(&client).unwrap();
+            if i >= 500 {
+                // The 64 live records, one per answer, and the half again between compactions.
+                let live = 64 * super::Record::at(&e.arena, e.newest).len();
+                assert!(
+                    e.arena.capacity() <= live + live / 2 + HEADROOM,
+                    "{} for {live} live",
+                    e.arena.capacity()
+                );
+                grew += usize::from(e.arena.capacity() != last_cap);
+            }
+            last_cap = e.arena.capacity();
+        }
+        assert_eq!(grew, 0, "the arena kept growing at the cap");
+        let got = lookup_all(&c, client, S);
+        assert_eq!(got.len(), 64);
+        assert!(got.iter().zip(4_936..).all(|(a, i)| *a.qname == name(i)));
     }
 
     /// The cache as it was before the arena and the ring: one owned answer per slot in a
