@@ -891,9 +891,7 @@ impl TunnelDetector {
     /// since keys are unique, and then the hash and the probe are skipped.
     fn group_index(&mut self, client: IpAddr, rd: &str, ts: Nanos, hint: Option<u32>) -> u32 {
         if let Some(i) = hint {
-            if matches!(self.slots.get(i as usize), Some(Some(g))
-                if g.client == client && g.domain.as_bytes() == rd.as_bytes())
-            {
+            if slot_holds(&self.slots, i, client, rd) {
                 self.touch(i);
                 return i;
             }
@@ -901,9 +899,7 @@ impl TunnelDetector {
         let h = self.hasher.hash_one((client, rd));
         let (slots, links) = (&self.slots, &self.links);
         let found = self.index.find(h, |&i| {
-            links.get(i as usize).map(|l| l.hash) == Some(h)
-                && matches!(slots.get(i as usize), Some(Some(g))
-                    if g.client == client && g.domain.as_bytes() == rd.as_bytes())
+            links.get(i as usize).map(|l| l.hash) == Some(h) && slot_holds(slots, i, client, rd)
         });
         if let Some(&i) = found {
             self.touch(i);
@@ -1174,6 +1170,12 @@ fn has_ascii_upper(b: &[u8]) -> bool {
         }
     }
     chunks.remainder().iter().any(|b| b.is_ascii_uppercase())
+}
+
+/// Whether slot `i` holds the live group of (`client`, `rd`).
+#[inline]
+fn slot_holds(slots: &[Option<Group>], i: u32, client: IpAddr, rd: &str) -> bool {
+    matches!(slots.get(i as usize), Some(Some(g)) if g.client == client && g.domain.as_bytes() == rd.as_bytes())
 }
 
 fn count_query(
