@@ -844,9 +844,9 @@ fn a_reused_bloom_filter_starts_empty() {
     assert_eq!((blooms.taken(), blooms.bits.len()), (1, 1));
 }
 
-/// A dead group reset in place is exactly the group `new` builds: every field (the Debug
-/// form shows them all), with the name buffers compared by contents since a reused slot
-/// keeps those on the heap.
+/// A group reset in place is exactly the group `new` builds: every field (the Debug form
+/// shows them all), with the name buffers compared by contents since `reset` alone keeps
+/// those on the heap (`release` frees them first when a group is removed).
 #[test]
 fn a_reset_group_starts_like_a_new_one() {
     let mut blooms = Blooms::with_capacity(4);
@@ -868,11 +868,25 @@ fn a_reset_group_starts_like_a_new_one() {
     (g.long_queries, g.long_distinct) = (5, 4);
     let ts = T0 + 100 * SEC;
     g.reset(ip("2001:db8::7"), "example.org", ts);
-    assert!(matches!(g.example, SmallBytes::Heap(_)), "the buffer is kept");
+    assert!(matches!(g.example, SmallBytes::Heap(_)), "reset alone keeps the buffer");
     let fresh = Group::new(ip("2001:db8::7"), "example.org", ts);
-    g.domain = SmallBytes::new(g.domain.as_bytes());
-    g.example = SmallBytes::new(g.example.as_bytes());
-    g.prev_name = SmallBytes::new(g.prev_name.as_bytes());
+    let inline = |g: &mut Group| {
+        g.domain = SmallBytes::new(g.domain.as_bytes());
+        g.example = SmallBytes::new(g.example.as_bytes());
+        g.prev_name = SmallBytes::new(g.prev_name.as_bytes());
+        format!("{g:?}")
+    };
+    assert_eq!(inline(&mut g), format!("{fresh:?}"));
+    // Removed (filter, box and heap buffers handed back), then reused.
+    g.domain.set(long.as_bytes());
+    g.example.set("e".repeat(90).as_bytes());
+    g.prev_name.set("p".repeat(70).as_bytes());
+    g.earlier = Some(Box::new(random_window(&mut r, 2)));
+    assert!(g.seen.insert(4, &mut blooms) && g.seen.insert(5, &mut blooms));
+    g.release(&mut blooms);
+    assert!(!g.live && g.earlier.is_none() && blooms.taken() == 0);
+    assert!([&g.domain, &g.example, &g.prev_name].iter().all(|b| matches!(b, SmallBytes::Inline { .. })));
+    g.reset(ip("2001:db8::7"), "example.org", ts);
     assert_eq!(format!("{g:?}"), format!("{fresh:?}"));
 }
 
