@@ -458,7 +458,7 @@ fn every_feature_has_its_keys_in_the_table() {
     let mut d = det();
     let mut out = Vec::new();
     feed(&mut d, T0, "10.0.0.9", &query("www.keys.example", rtype::A), &mut out);
-    let g = d.slots.iter().filter(|g| g.live).next().expect("one group");
+    let g = d.slots.iter().find(|g| g.live).expect("one group");
     let names: Vec<&str> = group_features(g, &d.cfg).iter().map(|f| f.name).collect();
     let table: Vec<&str> = FEATURE_KEYS.iter().map(|k| k.0).collect();
     assert_eq!(names, table);
