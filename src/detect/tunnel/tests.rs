@@ -223,7 +223,7 @@ fn two_sided_traffic_counts_each_query_once() {
         feed(&mut d, T0 + i, "10.6.6.6", &response(&name, 1, 3, &[]), &mut out);
     }
     let i = d.slot_of(ip("10.6.6.6"), "example.com").unwrap();
-    let g = d.slots[i as usize].as_ref().unwrap();
+    let g = &d.slots[i as usize];
     assert_eq!((g.w.queries, g.w.responses, g.w.nxdomain, g.w.distinct), (10, 10, 10, 10));
 }
 
@@ -353,9 +353,9 @@ fn million_domain_flood_stays_bounded() {
     assert!(d.slots.len() <= 1024 && d.clients[&ip("10.11.0.1")].groups == 1024);
     assert_eq!(d.index.len(), 1024);
     // Recency order survived: the newest group is at the head, the oldest kept at the tail.
-    let head = d.slots[d.head as usize].as_ref().unwrap();
+    let head = &d.slots[d.head as usize];
     assert_eq!(head.domain.as_str(), "d".to_string() + &format!("{:x}.com", 999_999u64));
-    let tail = d.slots[d.tail as usize].as_ref().unwrap();
+    let tail = &d.slots[d.tail as usize];
     assert_eq!(tail.domain.as_str(), format!("d{:x}.com", 1_000_000u64 - 1024));
     // The burst rule saw it (once per window: all within one second).
     assert_eq!(by_rule(&out, "dns_query_burst").len(), 1);
@@ -458,7 +458,7 @@ fn every_feature_has_its_keys_in_the_table() {
     let mut d = det();
     let mut out = Vec::new();
     feed(&mut d, T0, "10.0.0.9", &query("www.keys.example", rtype::A), &mut out);
-    let g = d.slots.iter().flatten().next().expect("one group");
+    let g = d.slots.iter().find(|g| g.live).expect("one group");
     let names: Vec<&str> = group_features(g, &d.cfg).iter().map(|f| f.name).collect();
     let table: Vec<&str> = FEATURE_KEYS.iter().map(|k| k.0).collect();
     assert_eq!(names, table);
@@ -487,11 +487,11 @@ fn long_and_short_domains_keep_one_group_each_per_client() {
     assert_eq!((d.stats().groups, d.stats().clients), (4, 2));
     for client in ["10.7.0.1", "10.7.0.2"] {
         let i = d.slot_of(ip(client), &long).unwrap();
-        let g = d.slots[i as usize].as_ref().unwrap();
+        let g = &d.slots[i as usize];
         assert!(matches!(g.domain, SmallBytes::Heap(_)));
         assert_eq!(g.h_queries, 40);
         let i = d.slot_of(ip(client), "example.com").unwrap();
-        let g = d.slots[i as usize].as_ref().unwrap();
+        let g = &d.slots[i as usize];
         assert!(matches!(g.domain, SmallBytes::Inline { .. }));
         assert_eq!(g.h_queries, 40);
     }
@@ -508,7 +508,7 @@ fn the_horizon_feature_is_where_score_looks_for_it() {
     let mut out = Vec::new();
     feed(&mut d, T0, "10.8.0.1", &query("a.example.com", 1), &mut out);
     let i = d.slot_of(ip("10.8.0.1"), "example.com").unwrap();
-    let g = d.slots[i as usize].as_ref().unwrap();
+    let g = &d.slots[i as usize];
     assert_eq!(group_features(g, &d.cfg)[HORIZON_FEATURE].name, "info_bytes_horizon");
 }
 
@@ -571,7 +571,7 @@ fn may_alert_agrees_with_the_full_score() {
         cfg.subdomain_len = pick(&mut r, 50);
         cfg.label_len = pick(&mut r, 40);
         cfg.threshold = [4.0, 0.5, 1.0, 0.0, -1.0, 8.0, f64::NAN, f64::INFINITY][r.below(8)];
-        let g = d.slots[i].as_mut().unwrap();
+        let g = &mut d.slots[i];
         let level = 1 + r.below(4);
         g.w = random_window(&mut r, level);
         let e = random_window(&mut r, level);
@@ -581,7 +581,7 @@ fn may_alert_agrees_with_the_full_score() {
         g.long_distinct = r.below(10 * level) as u32;
         g.info_bits = r.below(20_000 * level) as f64 / 1.5;
         g.info_alerted = [0.0, r.below(10_000) as f64 / 3.0][r.below(2)];
-        let g = d.slots[i].as_ref().unwrap();
+        let g = &d.slots[i];
         let fs = group_features(g, &cfg);
         let (s, _) = score(&fs, &cfg, g);
         let counts = fs.iter().enumerate().any(|(k, f)| match f.kind {
@@ -680,7 +680,8 @@ fn index_and_recency_list_agree_with_a_reference_lru() {
         // The recency list, head to tail, is the model's order.
         let mut at = d.head;
         for ((client, domain), _) in &model {
-            let g = d.slots[at as usize].as_ref().unwrap();
+            let g = &d.slots[at as usize];
+            assert!(g.live, "step {step}");
             assert_eq!((g.client, g.domain.as_str()), (*client, domain.as_str()), "step {step}");
             let link = d.links[at as usize];
             assert_eq!(link.hash, d.hasher.hash_one((*client, domain.as_str())), "step {step}");
@@ -689,7 +690,7 @@ fn index_and_recency_list_agree_with_a_reference_lru() {
             at = link.next;
         }
         assert_eq!(at, NIL, "step {step}");
-        assert_eq!(d.slots.iter().flatten().count(), model.len(), "step {step}");
+        assert_eq!(d.slots.iter().filter(|g| g.live).count(), model.len(), "step {step}");
     }
     assert!(d.stats().evictions > 1000 && d.stats().expired > 100, "{:?}", d.stats());
 }
@@ -701,7 +702,7 @@ fn group_layout_keeps_the_key_in_one_line() {
     use std::mem::{offset_of, size_of};
     let line = |offset: usize| offset / 64;
     assert_eq!(size_of::<Window>(), 128);
-    assert_eq!(size_of::<Option<Group>>(), 384);
+    assert_eq!(size_of::<Group>(), 384);
     assert_eq!(line(offset_of!(Group, domain) + size_of::<SmallBytes<INLINE_DOMAIN>>() - 1), 0);
     assert_eq!(line(offset_of!(Group, client) + size_of::<IpAddr>() - 1), 0);
     // What `may_alert` reads of the earlier half sits in one line of the box.
@@ -760,16 +761,16 @@ fn a_stale_group_hint_falls_back_to_the_index() {
     // The name's hint points at that slot, which now holds another key.
     feed(&mut d, T0 + 2 * SEC, "10.0.0.1", &response(name, 1, 0, &[]), &mut out);
     assert_eq!(d.slot_of(ip("10.0.0.2"), "example.org"), None);
-    let g = d.slots[a as usize].as_ref().unwrap();
+    let g = &d.slots[a as usize];
     assert_eq!((g.client, g.domain.as_str(), g.w.queries), (ip("10.0.0.1"), "example.com", 1));
     // Same name, another client: its own group, not the first client's.
     feed(&mut d, T0 + 3 * SEC, "10.0.0.3", &query(name, 1), &mut out);
-    let g = d.slots[a as usize].as_ref().unwrap();
+    let g = &d.slots[a as usize];
     assert_eq!((g.client, g.w.queries, g.w.responses), (ip("10.0.0.3"), 1, 0));
     assert_eq!(d.stats().evictions, 3);
     // A response after its query takes the hint and counts in the same group.
     feed(&mut d, T0 + 4 * SEC, "10.0.0.3", &response(name, 1, 0, &[]), &mut out);
-    let g = d.slots[a as usize].as_ref().unwrap();
+    let g = &d.slots[a as usize];
     assert_eq!((g.client, g.w.queries, g.w.responses), (ip("10.0.0.3"), 1, 1));
     assert_eq!((d.stats().groups, d.stats().evictions), (1, 3));
 }
@@ -789,7 +790,7 @@ fn clients_with_one_tag_keep_their_own_groups() {
     }
     assert_eq!(d.stats().groups, 2);
     for c in [a, b] {
-        let g = d.slots[d.slot_of(ip(c), "example.com").unwrap() as usize].as_ref().unwrap();
+        let g = &d.slots[d.slot_of(ip(c), "example.com").unwrap() as usize];
         assert_eq!((g.w.queries, g.w.responses), (2, 2));
     }
 }
@@ -800,8 +801,9 @@ fn clients_with_one_tag_keep_their_own_groups() {
 fn bloom_filters_are_handed_back() {
     let cap = 64;
     let mut d = TunnelDetector::new(TunnelConfig { max_groups: cap, ..TunnelConfig::default() }).unwrap();
-    let held =
-        |d: &TunnelDetector| d.slots.iter().flatten().filter(|g| matches!(g.seen, Seen::Bloom(_))).count();
+    let held = |d: &TunnelDetector| {
+        d.slots.iter().filter(|g| g.live).filter(|g| matches!(g.seen, Seen::Bloom(_))).count()
+    };
     let mut r = Rng(0xb100);
     let mut out = Vec::new();
     let horizon = d.cfg.horizon;
@@ -840,4 +842,90 @@ fn a_reused_bloom_filter_starts_empty() {
     assert!(b.insert(7, &mut blooms) && b.insert(9, &mut blooms));
     assert!(b.insert(5, &mut blooms), "bits left by the last owner are gone");
     assert_eq!((blooms.taken(), blooms.bits.len()), (1, 1));
+}
+
+/// A group reset in place is exactly the group `new` builds: every field (the Debug form
+/// shows them all), with the name buffers compared by contents since `reset` alone keeps
+/// those on the heap (`release` frees them first when a group is removed).
+#[test]
+fn a_reset_group_starts_like_a_new_one() {
+    let mut blooms = Blooms::with_capacity(4);
+    let long = format!("{}.com", "d".repeat(60));
+    let mut g = Group::new(ip("10.0.0.1"), &long, T0);
+    let mut r = Rng(0x5e7);
+    g.server = ip("10.9.9.9");
+    (g.saw_query, g.live) = (true, false);
+    g.last_seen = T0 + 9 * SEC;
+    assert!(g.seen.insert(1, &mut blooms) && g.seen.insert(2, &mut blooms));
+    g.seen.release(&mut blooms);
+    assert!(g.seen.insert(3, &mut blooms));
+    g.example.set("e".repeat(90).as_bytes());
+    g.prev_name.set("p".repeat(70).as_bytes());
+    g.w = random_window(&mut r, 3);
+    g.earlier = Some(Box::new(random_window(&mut r, 3)));
+    (g.last_query, g.quiet_until, g.long_start, g.h_start) = (T0 + 1, T0 + 2, T0 + 3, T0 + 4);
+    (g.h_queries, g.info_bits, g.info_alerted) = (77, 12.5, 3.25);
+    (g.long_queries, g.long_distinct) = (5, 4);
+    let ts = T0 + 100 * SEC;
+    g.reset(ip("2001:db8::7"), "example.org", ts);
+    assert!(matches!(g.example, SmallBytes::Heap(_)), "reset alone keeps the buffer");
+    let fresh = Group::new(ip("2001:db8::7"), "example.org", ts);
+    let inline = |g: &mut Group| {
+        g.domain = SmallBytes::new(g.domain.as_bytes());
+        g.example = SmallBytes::new(g.example.as_bytes());
+        g.prev_name = SmallBytes::new(g.prev_name.as_bytes());
+        format!("{g:?}")
+    };
+    assert_eq!(inline(&mut g), format!("{fresh:?}"));
+    // Removed (filter, box and heap buffers handed back), then reused.
+    g.domain.set(long.as_bytes());
+    g.example.set("e".repeat(90).as_bytes());
+    g.prev_name.set("p".repeat(70).as_bytes());
+    g.earlier = Some(Box::new(random_window(&mut r, 2)));
+    assert!(g.seen.insert(4, &mut blooms) && g.seen.insert(5, &mut blooms));
+    g.release(&mut blooms);
+    assert!(!g.live && g.earlier.is_none() && blooms.taken() == 0);
+    assert!([&g.domain, &g.example, &g.prev_name].iter().all(|b| matches!(b, SmallBytes::Inline { .. })));
+    g.reset(ip("2001:db8::7"), "example.org", ts);
+    assert_eq!(format!("{g:?}"), format!("{fresh:?}"));
+}
+
+/// A group in a reused slot (whose last owner had long names, a boxed earlier half and a
+/// filter) alerts and scores exactly as the same traffic in a fresh detector.
+#[test]
+fn a_reused_slot_behaves_like_a_fresh_one() {
+    let run = |d: &mut TunnelDetector, t: Nanos, out: &mut Vec<Alert>| {
+        for k in 0..400u64 {
+            let name = format!("{:x}{k}.t.example.net", k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            feed(d, t + k * SEC / 4, "10.0.0.2", &query(&name, 16), out);
+            feed(d, t + k * SEC / 4, "10.0.0.2", &response(&name, 16, 0, &[(16, 200)]), out);
+        }
+    };
+    let mut used = det();
+    let mut out = Vec::new();
+    let long = "q".repeat(50);
+    for k in 0..600u64 {
+        let name = format!("{long}{k}.{}.com", "r".repeat(45));
+        feed(&mut used, T0 + k * SEC, "10.0.0.1", &query(&name, 16), &mut out);
+    }
+    let slot = used.slot_of(ip("10.0.0.1"), &format!("{}.com", "r".repeat(45))).unwrap();
+    assert!(used.slots[slot as usize].earlier.is_some());
+    let later = T0 + 10 * 24 * 3600 * SEC;
+    // Expired one by one (not all at once), so the slot is reused rather than cleared.
+    used.cfg.horizon = SEC;
+    used.expire_tail(later);
+    used.cfg.horizon = det().cfg.horizon;
+    assert_eq!((used.stats().groups, used.free.len()), (0, 1));
+    let mut a = Vec::new();
+    run(&mut used, later, &mut a);
+    assert_eq!(used.slot_of(ip("10.0.0.2"), "example.net"), Some(slot));
+    let mut fresh = det();
+    let mut b = Vec::new();
+    run(&mut fresh, later, &mut b);
+    assert!(!a.is_empty());
+    let doc = |v: &[Alert]| v.iter().map(|x| format!("{:?}", x.doc)).collect::<Vec<_>>();
+    assert_eq!(doc(&a), doc(&b));
+    let (gu, gf) = (&used.slots[slot as usize], &fresh.slots[0]);
+    let fs = |g: &Group| format!("{:?}", group_features(g, &used.cfg));
+    assert_eq!(fs(gu), fs(gf));
 }
