@@ -43,20 +43,20 @@ fn keep_freed_memory() {
 /// a replay started a few seconds after the last one spent 0.4 s instead of 0.2 s in the kernel
 /// (benches/RESULTS.md, session 8). A no-op where the kernel has no THP.
 fn small_pages() {
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-        return;
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        thp_prctl(true);
     }
-    // SAFETY: prctl with integer arguments only; it sets a flag on this process's memory map
-    // that the kernel reads when it handles a page fault. Called before any other thread exists.
+}
+
+/// `prctl(PR_SET_THP_DISABLE, 1)` when `disable`, else `prctl(PR_GET_THP_DISABLE)`: 1 when
+/// huge pages are off for this process.
+fn thp_prctl(disable: bool) -> libc::c_int {
+    let (option, arg) = if disable { (libc::PR_SET_THP_DISABLE, 1) } else { (libc::PR_GET_THP_DISABLE, 0) };
+    // SAFETY: both options take integer arguments only (no memory is passed); setting the
+    // flag changes only how the kernel fills this process's later page faults.
     unsafe {
-        libc::prctl(
-            libc::PR_SET_THP_DISABLE,
-            1 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
+        libc::prctl(option, arg as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
+    }
 }
 
 #[derive(Parser)]
@@ -800,27 +800,9 @@ fn finish(c: &CommonArgs, report: &RunReport, end: Ending) -> ExitCode {
 mod tests {
     #[test]
     fn huge_pages_are_turned_off_unless_asked_for() {
-        // SAFETY: reads a flag of this process; no memory is passed.
-        let before = unsafe {
-            libc::prctl(
-                libc::PR_GET_THP_DISABLE,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-            )
-        };
+        let before = super::thp_prctl(false);
         super::small_pages();
-        // SAFETY: as above.
-        let after = unsafe {
-            libc::prctl(
-                libc::PR_GET_THP_DISABLE,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-            )
-        };
+        let after = super::thp_prctl(false);
         if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
             assert_eq!(after, before, "MIMALLOC_ALLOW_THP set: the flag is left as it was");
         } else {
