@@ -280,6 +280,11 @@ struct ClientEntry {
     /// checking a repeated question does not first wait for the slots' cold memory.
     newest: usize,
     last_seen: Nanos,
+    /// Answers this client's cap pushed out. Counted here, under the shard lock, and added
+    /// to `AnswerCache::evicted_answers` only when the client leaves: one shared counter
+    /// bumped on every eviction put both workers' writes, and every read of the cache's
+    /// configuration beside it, on one cache line that moved between the cores.
+    evicted: u64,
 }
 
 impl ClientEntry {
@@ -467,7 +472,7 @@ impl AnswerCache {
                 entry.slots.remove(pos);
             } else if entry.slots.len() >= self.cfg.max_per_client {
                 entry.slots.pop_front();
-                self.evicted_answers.fetch_add(1, Ordering::Relaxed);
+                entry.evicted += 1;
             }
             let hot = Hot {
                 ts,
@@ -508,7 +513,7 @@ impl AnswerCache {
     /// its own clock, so it never takes an answer that a worker behind it could still use.
     pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
         let window = self.cfg.window;
-        let mut gone = 0;
+        let (mut gone, mut evicted) = (0, 0);
         self.map.retain(|k, e| {
             if !mine(*k) {
                 return true;
@@ -517,10 +522,16 @@ impl AnswerCache {
                 e.slots.pop_front();
             }
             let keep = !e.slots.is_empty();
-            gone += u64::from(!keep);
+            if !keep {
+                gone += 1;
+                evicted += e.evicted;
+            }
             keep
         });
-        self.expired_clients.fetch_add(gone, Ordering::Relaxed);
+        if gone > 0 {
+            self.expired_clients.fetch_add(gone, Ordering::Relaxed);
+            self.evicted_answers.fetch_add(evicted, Ordering::Relaxed);
+        }
     }
 
     /// Frees at least a tenth of the global cap: expired clients first, then the least
@@ -536,18 +547,20 @@ impl AnswerCache {
             let k = seen.len() - target;
             let (_, cut, _) = seen.select_nth_unstable(k.saturating_sub(1));
             let cut = *cut;
-            let mut evicted = 0u64;
+            let (mut evicted, mut answers) = (0u64, 0u64);
             let mut budget = k;
             self.map.retain(|_, e| {
                 if budget > 0 && e.last_seen <= cut {
                     budget -= 1;
                     evicted += 1;
+                    answers += e.evicted;
                     false
                 } else {
                     true
                 }
             });
             self.evicted_clients.fetch_add(evicted, Ordering::Relaxed);
+            self.evicted_answers.fetch_add(answers, Ordering::Relaxed);
         }
         self.evicting.store(false, Ordering::Release);
     }
@@ -564,7 +577,9 @@ impl AnswerCache {
         CacheStats {
             clients: self.map.len() as u64,
             answers: self.map.iter().map(|e| e.slots.len() as u64).sum(),
-            evicted_answers: self.evicted_answers.load(Ordering::Relaxed),
+            // Those of clients that left, and those of the clients still here.
+            evicted_answers: self.evicted_answers.load(Ordering::Relaxed)
+                + self.map.iter().map(|e| e.evicted).sum::<u64>(),
             evicted_clients: self.evicted_clients.load(Ordering::Relaxed),
             expired_clients: self.expired_clients.load(Ordering::Relaxed),
         }
@@ -648,6 +663,28 @@ mod tests {
         let addrs: Vec<_> = snap[0].1.iter().map(|a| a.addr).collect();
         assert_eq!(addrs, vec![ip("2.2.2.2"), ip("3.3.3.3")]);
         assert_eq!(c.stats().evicted_answers, 1);
+    }
+
+    #[test]
+    fn evictions_stay_counted_after_their_client_leaves() {
+        // Each client counts its own evictions; they must reach the total whether the client
+        // is still here, aged out, or pushed out by the global cap.
+        let cfg = CacheConfig { max_per_client: 2, max_clients: 10, ..Default::default() };
+        let c = AnswerCache::new(cfg);
+        let three = response("x", &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]);
+        c.insert(ip("10.0.0.1"), ip("8.8.8.8"), S, &three);
+        c.insert(ip("10.0.0.2"), ip("8.8.8.8"), 200 * S, &three);
+        assert_eq!(c.stats().evicted_answers, 2);
+        c.expire(S + c.config().window + 1);
+        assert_eq!((c.len(), c.stats().expired_clients), (1, 1));
+        assert_eq!(c.stats().evicted_answers, 2, "the aged-out client's eviction still counts");
+        // Fill to the global cap: the oldest clients are pushed out, with their evictions.
+        for i in 0..10u8 {
+            c.insert(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), ip("8.8.8.8"), (300 + u64::from(i)) * S, &three);
+        }
+        let st = c.stats();
+        assert!(st.evicted_clients > 0, "the cap pushed clients out");
+        assert_eq!(st.evicted_answers, 12, "one eviction for each of the 12 three-answer responses");
     }
 
     #[test]
