@@ -279,7 +279,7 @@ impl Engine {
         );
         let n = cfg.threads.max(1);
         let cfg = Arc::new(cfg.clone());
-        let cache = Arc::new(AnswerCache::new(cfg.cache.clone()));
+        let cache = Arc::new(AnswerCache::with_parts(cfg.cache.clone(), n));
         let abort = Arc::new(AtomicBool::new(false));
 
         let mut workers = Vec::with_capacity(n);

@@ -1,9 +1,10 @@
 //! The DNS-answer cache: which addresses each client was given, and when.
 //!
-//! Sharded (dashmap) and keyed by the client that asked: the destination of a response. The
-//! pipeline routes each client to one worker, so a client's answers and its SYNs meet on one
-//! thread and shards rarely contend. Entries leave by packet time after `window`; memory is
-//! bounded by a cap per client and a global cap on clients, with evictions counted.
+//! Keyed by the client that asked: the destination of a response. The pipeline routes each
+//! client to one worker, so a client's answers and its SYNs meet on one thread, and the cache
+//! keeps one sharded map (dashmap) per worker: no lock or entry is written by two cores.
+//! Entries leave by packet time after `window`; memory is bounded by a cap per client and a
+//! global cap on clients (over all the workers' maps), with evictions counted.
 //!
 //! Each client keeps its answers as small fixed-size slots, and who answered and the names
 //! they were given for (the resolver, the question and the CNAME chain, one record per
@@ -406,7 +407,11 @@ pub struct CacheStats {
 
 pub struct AnswerCache {
     cfg: CacheConfig,
-    map: DashMap<IpAddr, ClientEntry, crate::FastRandom>,
+    /// One map per worker, each client in the part of the worker that owns it
+    /// (`pipeline::route`). With one map for all, both workers took the same shard locks and
+    /// wrote neighbouring entries, and those cache lines moved between the cores on nearly
+    /// every insert and SYN check.
+    parts: Box<[DashMap<IpAddr, ClientEntry, crate::FastRandom>]>,
     evicted_answers: AtomicU64,
     evicted_clients: AtomicU64,
     expired_clients: AtomicU64,
@@ -415,9 +420,15 @@ pub struct AnswerCache {
 
 impl AnswerCache {
     pub fn new(cfg: CacheConfig) -> AnswerCache {
+        AnswerCache::with_parts(cfg, 1)
+    }
+
+    /// A cache for `workers` workers: the clients `pipeline::route` gives a worker share a
+    /// part that no other worker touches on its hot path.
+    pub fn with_parts(cfg: CacheConfig, workers: usize) -> AnswerCache {
         AnswerCache {
             cfg,
-            map: DashMap::with_hasher(crate::FastRandom::default()),
+            parts: (0..workers.max(1)).map(|_| DashMap::with_hasher(crate::FastRandom::default())).collect(),
             evicted_answers: AtomicU64::new(0),
             evicted_clients: AtomicU64::new(0),
             expired_clients: AtomicU64::new(0),
@@ -427,6 +438,11 @@ impl AnswerCache {
 
     pub fn config(&self) -> &CacheConfig {
         &self.cfg
+    }
+
+    /// The part that holds `client`: always there (`route` is below the number of parts).
+    fn part(&self, client: IpAddr) -> Option<&DashMap<IpAddr, ClientEntry, crate::FastRandom>> {
+        self.parts.get(crate::pipeline::route(client, self.parts.len()))
     }
 
     /// Records the A and AAAA answers of a response that `resolver` sent to `client`.
@@ -446,19 +462,22 @@ impl AnswerCache {
             RData::Name(n) if r.rtype == crate::dns::rtype::CNAME => Some(n.as_str()),
             _ => None,
         });
-        let mut entry = match self.map.get_mut(&client) {
+        let Some(map) = self.part(client) else {
+            return 0;
+        };
+        let mut entry = match map.get_mut(&client) {
             Some(e) => e,
             None => {
-                if self.map.len() >= self.cfg.max_clients {
+                if self.len() >= self.cfg.max_clients {
                     self.make_room(ts);
                 }
-                self.map.entry(client).or_default()
+                map.entry(client).or_default()
             }
         };
         entry.last_seen = entry.last_seen.max(ts);
         let entry = &mut *entry;
         let rec = entry.add_record(resolver, qname, chain);
-        let nh = self.map.hasher().hash_one(qname);
+        let nh = map.hasher().hash_one(qname);
         let mut n = 0;
         for (addr, ttl) in addrs {
             n += 1;
@@ -495,7 +514,7 @@ impl AnswerCache {
     /// `lookup` for a caller that needs only the time and the IPv4 address of most answers:
     /// the rest of each is read from memory only if `Candidate::answer` asks for it.
     pub fn scan(&self, client: IpAddr, now: Nanos, mut f: impl FnMut(&Candidate<'_>)) {
-        if let Some(entry) = self.map.get(&client) {
+        if let Some(entry) = self.part(client).and_then(|m| m.get(&client)) {
             for (hot, cold) in entry.slots.iter() {
                 if hot.ts <= now && now - hot.ts <= self.cfg.window {
                     f(&Candidate { ts: hot.ts, v4: hot.v4, cold, entry: &entry });
@@ -514,7 +533,7 @@ impl AnswerCache {
     pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
         let window = self.cfg.window;
         let (mut gone, mut evicted) = (0, 0);
-        self.map.retain(|k, e| {
+        let mut keep = |k: &IpAddr, e: &mut ClientEntry| {
             if !mine(*k) {
                 return true;
             }
@@ -527,7 +546,10 @@ impl AnswerCache {
                 evicted += e.evicted;
             }
             keep
-        });
+        };
+        for part in self.parts.iter() {
+            part.retain(&mut keep);
+        }
         if gone > 0 {
             self.expired_clients.fetch_add(gone, Ordering::Relaxed);
             self.evicted_answers.fetch_add(evicted, Ordering::Relaxed);
@@ -542,14 +564,15 @@ impl AnswerCache {
         }
         self.expire(now);
         let target = self.cfg.max_clients - self.cfg.max_clients / 10;
-        if self.map.len() > target {
-            let mut seen: Vec<Nanos> = self.map.iter().map(|e| e.last_seen).collect();
+        if self.len() > target {
+            let mut seen: Vec<Nanos> =
+                self.parts.iter().flat_map(|p| p.iter().map(|e| e.last_seen)).collect();
             let k = seen.len() - target;
             let (_, cut, _) = seen.select_nth_unstable(k.saturating_sub(1));
             let cut = *cut;
             let (mut evicted, mut answers) = (0u64, 0u64);
             let mut budget = k;
-            self.map.retain(|_, e| {
+            let mut keep = |_: &IpAddr, e: &mut ClientEntry| {
                 if budget > 0 && e.last_seen <= cut {
                     budget -= 1;
                     evicted += 1;
@@ -558,7 +581,10 @@ impl AnswerCache {
                 } else {
                     true
                 }
-            });
+            };
+            for part in self.parts.iter() {
+                part.retain(&mut keep);
+            }
             self.evicted_clients.fetch_add(evicted, Ordering::Relaxed);
             self.evicted_answers.fetch_add(answers, Ordering::Relaxed);
         }
@@ -566,20 +592,24 @@ impl AnswerCache {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.parts.iter().map(|p| p.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.parts.iter().all(|p| p.is_empty())
+    }
+
+    fn entries(&self) -> impl Iterator<Item = dashmap::mapref::multiple::RefMulti<'_, IpAddr, ClientEntry>> {
+        self.parts.iter().flat_map(|p| p.iter())
     }
 
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            clients: self.map.len() as u64,
-            answers: self.map.iter().map(|e| e.slots.len() as u64).sum(),
+            clients: self.len() as u64,
+            answers: self.entries().map(|e| e.slots.len() as u64).sum(),
             // Those of clients that left, and those of the clients still here.
             evicted_answers: self.evicted_answers.load(Ordering::Relaxed)
-                + self.map.iter().map(|e| e.evicted).sum::<u64>(),
+                + self.entries().map(|e| e.evicted).sum::<u64>(),
             evicted_clients: self.evicted_clients.load(Ordering::Relaxed),
             expired_clients: self.expired_clients.load(Ordering::Relaxed),
         }
@@ -588,8 +618,7 @@ impl AnswerCache {
     /// Every client with its answers, sorted, for tests and the end-of-run dump.
     pub fn snapshot(&self) -> Vec<(IpAddr, Vec<CachedAnswer>)> {
         let mut v: Vec<_> = self
-            .map
-            .iter()
+            .entries()
             .map(|e| (*e.key(), e.slots.iter().map(|(h, c)| e.view(h.ts, c).to_answer()).collect()))
             .collect();
         v.sort_by_key(|a| a.0);
@@ -663,6 +692,33 @@ mod tests {
         let addrs: Vec<_> = snap[0].1.iter().map(|a| a.addr).collect();
         assert_eq!(addrs, vec![ip("2.2.2.2"), ip("3.3.3.3")]);
         assert_eq!(c.stats().evicted_answers, 1);
+    }
+
+    #[test]
+    fn the_client_cap_holds_across_the_workers_parts() {
+        let cfg = CacheConfig { max_clients: 10, ..Default::default() };
+        let c = AnswerCache::with_parts(cfg, 4);
+        let used: std::collections::HashSet<usize> =
+            (0..40u8).map(|i| crate::pipeline::route(IpAddr::V4(Ipv4Addr::new(10, 2, 0, i)), 4)).collect();
+        assert_eq!(used.len(), 4, "the clients reach every part");
+        for i in 0..40u8 {
+            let client = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
+            c.insert(client, ip("8.8.8.8"), (1 + u64::from(i)) * S, &response("x", &[[1, 1, 1, 1]]));
+            assert!(c.len() <= 10, "at most the cap, over all parts, after client {i}");
+            let mut n = 0;
+            c.lookup(client, (1 + u64::from(i)) * S, |_| n += 1);
+            assert_eq!(n, 1, "a client finds its answer in its part");
+        }
+        let st = c.stats();
+        assert_eq!(st.clients, c.len() as u64);
+        assert_eq!(st.evicted_clients + st.clients, 40);
+        // The least recently answered go first: the newest client is always kept.
+        assert!(c.snapshot().iter().any(|(k, _)| *k == IpAddr::V4(Ipv4Addr::new(10, 2, 0, 39))));
+        // Each client is in its worker's part and no other.
+        for (k, _) in c.snapshot() {
+            let holders: Vec<usize> = (0..4).filter(|&i| c.parts[i].contains_key(&k)).collect();
+            assert_eq!(holders, vec![crate::pipeline::route(k, 4)], "{k}");
+        }
     }
 
     #[test]
@@ -871,7 +927,8 @@ mod tests {
         let cfg = CacheConfig { max_per_client: 8, ..Default::default() };
         let c = AnswerCache::new(cfg);
         let client = ip("10.0.0.5");
-        let arena_len = |c: &AnswerCache| c.map.get(&client).map_or(0, |e| e.arena.len());
+        let arena_len =
+            |c: &AnswerCache| c.part(client).and_then(|m| m.get(&client)).map_or(0, |e| e.arena.len());
         c.insert(client, ip("8.8.8.8"), S, &response("same.example", &[[1, 1, 1, 1]]));
         let one = arena_len(&c);
         for i in 0..100u8 {
@@ -908,7 +965,7 @@ mod tests {
         let mut last_cap = 0;
         for i in 0..5_000u32 {
             c.insert(client, ip("8.8.8.8"), S, &response(&name(i), &[[10, 0, (i >> 8) as u8, i as u8]]));
-            let e = c.map.get(&client).unwrap();
+            let e = c.part(client).and_then(|m| m.get(&client)).unwrap();
             if i >= 500 {
                 // The 64 live records, one per answer, and the half again between compactions.
                 let live = 64 * super::Record::at(&e.arena, e.newest).len();
@@ -999,14 +1056,15 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        for cap in [1usize, 3, 8, 13] {
+        // One part, and one per worker of three: the clients spread over the parts.
+        for (cap, parts) in [(1usize, 1), (3, 1), (8, 1), (13, 1), (3, 3), (8, 3)] {
             let cfg = CacheConfig { max_per_client: cap, window: 50 * S, ..Default::default() };
-            let c = AnswerCache::new(cfg);
+            let c = AnswerCache::with_parts(cfg, parts);
             let mut m = Model::default();
             let mut ts = S;
             for step in 0..6_000 {
                 ts += next(3) * S / 2;
-                let client = IpAddr::from([10, 0, 0, next(3) as u8]);
+                let client = IpAddr::from([10, 0, 0, next(3 * parts as u64) as u8]);
                 if next(40) == 0 {
                     c.expire(ts);
                     m.expire(ts, 50 * S);
