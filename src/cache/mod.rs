@@ -533,7 +533,7 @@ impl AnswerCache {
     pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
         let window = self.cfg.window;
         let (mut gone, mut evicted) = (0, 0);
-        let mut keep = |k: &IpAddr, e: &mut ClientEntry| {
+        let mut sweep = |k: &IpAddr, e: &mut ClientEntry| {
             if !mine(*k) {
                 return true;
             }
@@ -548,7 +548,7 @@ impl AnswerCache {
             keep
         };
         for part in self.parts.iter() {
-            part.retain(&mut keep);
+            part.retain(&mut sweep);
         }
         if gone > 0 {
             self.expired_clients.fetch_add(gone, Ordering::Relaxed);
@@ -572,7 +572,7 @@ impl AnswerCache {
             let cut = *cut;
             let (mut evicted, mut answers) = (0u64, 0u64);
             let mut budget = k;
-            let mut keep = |_: &IpAddr, e: &mut ClientEntry| {
+            let mut spare = |_: &IpAddr, e: &mut ClientEntry| {
                 if budget > 0 && e.last_seen <= cut {
                     budget -= 1;
                     evicted += 1;
@@ -583,7 +583,7 @@ impl AnswerCache {
                 }
             };
             for part in self.parts.iter() {
-                part.retain(&mut keep);
+                part.retain(&mut spare);
             }
             self.evicted_clients.fetch_add(evicted, Ordering::Relaxed);
             self.evicted_answers.fetch_add(answers, Ordering::Relaxed);
@@ -604,12 +604,17 @@ impl AnswerCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let (mut clients, mut answers, mut evicted) = (0, 0, 0);
+        for e in self.entries() {
+            clients += 1;
+            answers += e.slots.len() as u64;
+            evicted += e.evicted;
+        }
         CacheStats {
-            clients: self.len() as u64,
-            answers: self.entries().map(|e| e.slots.len() as u64).sum(),
+            clients,
+            answers,
             // Those of clients that left, and those of the clients still here.
-            evicted_answers: self.evicted_answers.load(Ordering::Relaxed)
-                + self.entries().map(|e| e.evicted).sum::<u64>(),
+            evicted_answers: self.evicted_answers.load(Ordering::Relaxed) + evicted,
             evicted_clients: self.evicted_clients.load(Ordering::Relaxed),
             expired_clients: self.expired_clients.load(Ordering::Relaxed),
         }
