@@ -147,3 +147,26 @@ fn stdout_holds_only_alerts_and_quiet_means_quiet() {
         }
     }
 }
+
+#[test]
+fn test_scratch_directories_are_removed_unless_the_test_fails() {
+    let passed = tmpdir("scratch-pass");
+    let p = passed.to_path_buf();
+    std::fs::write(p.join("f"), "x").unwrap();
+    drop(passed);
+    assert!(!p.exists(), "a passing test's directory is removed");
+
+    let kept = std::thread::spawn(|| {
+        let d = tmpdir("scratch-fail");
+        let p = d.to_path_buf();
+        std::fs::write(p.join("f"), "x").unwrap();
+        // The guard sees the panic while it unwinds; the path goes out through the payload.
+        std::panic::panic_any(p)
+    })
+    .join()
+    .unwrap_err()
+    .downcast::<std::path::PathBuf>()
+    .unwrap();
+    assert!(kept.join("f").is_file(), "a failing test's files are kept for a look");
+    std::fs::remove_dir_all(&*kept).unwrap();
+}

@@ -422,7 +422,6 @@ fn kafka_records_equal_the_file_output_record_for_record() {
     assert_eq!(k["delivered"]["alerts"], alerts.len() as u64, "{k}");
     assert_eq!(k["delivered"]["dns"], dns.len() as u64, "{k}");
     assert_eq!(k["spool"]["records"], 0, "{k}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// pcap global header and records of a file.
@@ -549,7 +548,6 @@ fn a_broker_outage_mid_replay_loses_nothing() {
     check_alerts_once(&of_topic(&read, "o-alerts"), &alerts);
     let twice = check_dns_at_least_once(&of_topic(&read, "o-dns"), &dns);
     eprintln!("DNS records: {} in the file, {twice} read twice", dns.len());
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Bytes in the spool's segment files.
@@ -683,7 +681,6 @@ fn a_broker_killed_and_replaced_mid_replay_loses_nothing() {
     assert_eq!(k["spool"]["records"], 0, "all delivered in the end: {k}");
     assert_eq!(k["delivered"]["alerts"], alerts.len() as u64, "{k}");
     assert_eq!(k["delivered"]["dns"], dns.len() as u64, "{k}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -729,7 +726,6 @@ fn records_left_in_the_spool_go_out_first_on_the_next_start() {
     );
     check_keys_and_order(&ra, &all_alerts);
     check_keys_and_order(&rd, &all_dns);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -788,5 +784,4 @@ fn alerts_name_the_sensor_and_their_id_is_the_same_on_every_run_and_thread_count
     for (a, b) in one.iter().zip(&other) {
         assert_ne!(a["event.id"], b["event.id"], "another sensor, another id");
     }
-    let _ = std::fs::remove_dir_all(&d);
 }

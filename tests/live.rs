@@ -417,7 +417,6 @@ fn live_capture_on_a_veth_matches_replay() {
     let ls = json_file(&summary);
     assert_eq!(ls["dns"]["udp_packets"], rs["dns"]["udp_packets"], "live {ls}\nreplay {rs}");
     assert!(captured >= rs["dns"]["udp_packets"].as_u64().unwrap(), "{last}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// The C2 server's address in the test: public-looking (the rule skips private ranges), only
@@ -591,7 +590,6 @@ fn real_resolver_traffic_live_equals_replay_of_the_same_packets() {
     // 4 lookups (query and answer each) and 4 connections.
     assert!(rs["dns"]["udp_packets"].as_u64().unwrap() >= 8, "{rs}");
     assert_eq!(rs["syns"], 4, "{rs}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Replays frames made in the test onto the veth from namespace B, at `pps`.
@@ -692,7 +690,6 @@ fn sighup_reloads_the_feed_and_a_bad_reload_keeps_the_old_one() {
     assert_eq!(live_summary["sighup"], 2, "{live_summary}");
     assert_eq!(live_summary["reloads"], 1, "{live_summary}");
     assert_eq!(live_summary["reload_failures"], 1, "{live_summary}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// `pairs` beacons, one client each: an answer from the resolver, then the client's SYN to
@@ -784,13 +781,11 @@ fn sigterm_in_the_middle_of_a_replay_loses_no_alert() {
     let want = keys(&ndjson(&replay_alerts));
     assert_eq!(want.len(), n / 2, "one alert per complete pair");
     assert_eq!(keys(&got), want, "live alerts equal replay of the first {n} packets");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn the_capture_section_of_the_configuration_file_is_used() {
-    let d = std::env::temp_dir().join(format!("portent-live-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = tmpdir("live-cfg");
     let cfg = d.join("site.toml");
     std::fs::write(&cfg, "[capture]\nbpf = \"udp port fiftythree\"\n").unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_portent"))

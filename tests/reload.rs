@@ -21,14 +21,16 @@ struct Rig {
     e: Engine,
     alerts: PathBuf,
     resolver: IpAddr,
+    _dir: TmpDir,
 }
 
 impl Rig {
     fn new(tag: &str, cfg: Config) -> Rig {
-        let alerts = tmpdir(tag).join("alerts.ndjson");
+        let dir = tmpdir(tag);
+        let alerts = dir.join("alerts.ndjson");
         let outs = Outputs { alerts: Sink::create(&alerts).unwrap(), dns_log: None, kafka: None };
         let e = Engine::start(&Config { threads: 3, ..cfg }, outs, Arc::new(Progress::default())).unwrap();
-        Rig { e, alerts, resolver: ip("10.0.0.53") }
+        Rig { e, alerts, resolver: ip("10.0.0.53"), _dir: dir }
     }
 
     fn answer(&mut self, t: u64, client: &str, name: &str, addr: [u8; 4]) {

@@ -476,10 +476,26 @@ mod tests {
 
     use crate::capture::write::pcap_bytes;
 
-    fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+    /// A file in the temp dir, removed when dropped.
+    struct Temp(PathBuf);
+
+    impl std::ops::Deref for Temp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn temp(name: &str, bytes: &[u8]) -> Temp {
         let p = std::env::temp_dir().join(format!("portent-capture-{}-{name}", std::process::id()));
         std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
-        p
+        Temp(p)
     }
 
     fn read(p: &Path) -> (Vec<(Nanos, usize)>, Result<FileStats, CaptureError>) {
