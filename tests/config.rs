@@ -132,3 +132,39 @@ fn replay_applies_the_file_then_the_flags() {
         )
     );
 }
+
+/// The caps in the configuration are for the sensor, whatever `--threads` says: each worker
+/// holds its share. Forty clients each ask for a name under a domain of their own, with room
+/// for ten groups: thirty groups are evicted at one thread and at two (caps per worker would
+/// evict twenty at two).
+#[test]
+fn the_group_cap_is_for_the_sensor_not_for_each_worker() {
+    let d = tmpdir("config-group-cap");
+    let frames: Vec<(u64, Vec<u8>)> = (0..40u8)
+        .map(|i| {
+            let q = dns_query(u16::from(i), &format!("www.site{i}.com"), 1);
+            (u64::from(i) * 1_000_000, udp([10, 0, 1, i], [10, 0, 0, 53], 40000, 53, &q))
+        })
+        .collect();
+    let pcap = d.join("forty.pcap");
+    write_pcap(&pcap, &frames);
+    let cfg = d.join("cap.toml");
+    std::fs::write(&cfg, "[dns_tunneling]\nmax_groups = 10\n").unwrap();
+    for threads in ["1", "2"] {
+        let s = d.join(format!("summary-{threads}.json"));
+        let o = run(&[
+            "replay",
+            "-q",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--threads",
+            threads,
+            "--summary-json",
+            s.to_str().unwrap(),
+            pcap.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&s).unwrap()).unwrap();
+        assert_eq!(v["tunnel"]["groups_evicted"], 30, "--threads {threads}: {}", v["tunnel"]);
+    }
+}

@@ -655,9 +655,9 @@ pub fn default_file() -> String {
 threads = 0
 # How long a query waits for its response before it is logged unanswered (Zeek: 10 s).
 dns_timeout = {dns_timeout}
-# Pending queries kept per worker.
+# Pending queries kept (for the sensor: each worker holds an equal share).
 max_pending_queries = {pending}
-# DNS-over-TCP streams tracked per worker.
+# DNS-over-TCP streams tracked (for the sensor, shared out like every cap here).
 max_tcp_streams = {streams}
 # Idle seconds after which a DNS-over-TCP stream is forgotten.
 tcp_idle = {tcp_idle}
@@ -691,7 +691,7 @@ connection_volume_threshold = {volume}
 # Also try the formulas on the destination itself when the client resolved nothing in the
 # window (Elastic's behaviour; rule dns_calculation_no_dns).
 calc_without_dns = {nodns}
-# Deduplication entries kept per worker.
+# Deduplication entries kept (for the sensor, split across the workers).
 max_dedup = {dedup}
 # Answers kept per client in the answer cache.
 cache_answers_per_client = {per_client}
@@ -707,7 +707,8 @@ window = {t_window}
 horizon = {horizon}
 # Span of the Elastic long-name rule, seconds.
 long_name_span = {span}
-# (client, registered domain) groups tracked per worker; least recently seen is evicted.
+# (client, registered domain) groups tracked, least recently seen evicted; for the sensor,
+# split across the workers. About 400 bytes each, plus long names and filters.
 max_groups = {groups}
 # (client, listed domain) pairs remembered to de-duplicate reputation alerts.
 max_reputation_pairs = {pairs}

@@ -21,9 +21,9 @@ pub struct Config {
     pub tunnel: TunnelConfig,
     /// How long a query waits for its response before it is logged unanswered (Zeek: 10 s).
     pub dns_timeout: Nanos,
-    /// Pending queries kept per worker.
+    /// Pending queries kept, for the sensor: each worker gets an equal share.
     pub max_pending_queries: usize,
-    /// DNS-over-TCP streams tracked per worker.
+    /// DNS-over-TCP streams tracked, for the sensor: each worker gets an equal share.
     pub max_tcp_streams: usize,
     /// Idle time after which a DNS-over-TCP stream is forgotten.
     pub tcp_idle: Nanos,

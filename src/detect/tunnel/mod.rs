@@ -102,7 +102,8 @@ pub struct TunnelConfig {
     /// Span of the Elastic long-name rule (their rule looks back 5 minutes).
     pub long_name_span: Nanos,
     /// Cap on tracked (client, registered domain) groups per detector; least recently seen
-    /// is evicted. 65 536 groups at well under 1 kB each stays under ~50 MB per worker.
+    /// is evicted. The pipeline gives each worker's detector its share of the configured
+    /// total. 65 536 groups of 384 bytes are 25 MB, plus long names and filters.
     pub max_groups: usize,
     /// Cap on (client, listed domain) pairs remembered for reputation de-duplication.
     pub max_reputation_pairs: usize,
