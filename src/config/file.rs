@@ -701,7 +701,8 @@ cache_max_clients = {max_clients}
 # + - * / % << >> & ^ | ~ and parentheses. This list replaces the built-in one.
 {formulas}
 [dns_tunneling]
-# Short window, seconds (a tumbling window per client and registered domain).
+# Short window, seconds, per client and registered domain. It slides in halves: the
+# counters scored always cover between half a window and a whole one, ending now.
 window = {t_window}
 # Long horizon for the information estimate, seconds (Paxson et al.: a day).
 horizon = {horizon}
@@ -710,7 +711,8 @@ long_name_span = {span}
 # (client, registered domain) groups tracked, least recently seen evicted; for the sensor,
 # split across the workers. About 400 bytes each, plus long names and filters.
 max_groups = {groups}
-# (client, listed domain) pairs remembered to de-duplicate reputation alerts.
+# (client, listed domain) pairs remembered to de-duplicate reputation alerts (for the
+# sensor, split across the workers).
 max_reputation_pairs = {pairs}
 # A newer public_suffix_list.dat to use instead of the compiled-in list.
 # public_suffix_list = "/usr/share/publicsuffix/public_suffix_list.dat"
