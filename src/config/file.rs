@@ -651,7 +651,8 @@ pub fn default_file() -> String {
 # taken from this file's directory.
 
 [general]
-# Decoder worker threads; 0 means one per core. Output is the same for any number.
+# Decoder worker threads; 0 means one per core. Output is the same for any number while
+# no state table reaches its cap (the summary counts evictions).
 threads = 0
 # How long a query waits for its response before it is logged unanswered (Zeek: 10 s).
 dns_timeout = {dns_timeout}
