@@ -12,9 +12,10 @@
 //! every worker sees every batch boundary with the same packet clock, and the output orders
 //! lines by (packet index, phase, time, text). So the same input gives the same output for
 //! any `--threads` as long as no state table reaches its cap. Caps are totals split evenly
-//! across workers, and each worker evicts its least recently used entries, so once a cap is
-//! reached which entries go depends on how clients fall across workers (and, for the shared
-//! answer cache, on thread timing). Every eviction is counted in the summary.
+//! across workers, and each worker evicts its least recently used entries (the answer cache
+//! too: each worker makes room in its own part, by its own clock), so once a cap is reached
+//! which entries go depends on how clients fall across workers, never on thread timing.
+//! Every eviction is counted in the summary.
 
 use crate::cache::{AnswerCache, CacheStats};
 use crate::capture::{self, CaptureError, RawPacket};

@@ -134,22 +134,28 @@ fn replay_applies_the_file_then_the_flags() {
 }
 
 /// The caps in the configuration are for the sensor, whatever `--threads` says: each worker
-/// holds its share. Forty clients each ask for a name under a domain of their own, with room
-/// for ten groups: thirty groups are evicted at one thread and at two (caps per worker would
-/// evict twenty at two).
+/// holds its share. Forty clients each ask for a name under a domain of their own and get an
+/// answer, with room for ten groups and ten answer-cache clients: thirty of each are evicted
+/// at one thread and at two (caps per worker would evict twenty at two).
 #[test]
-fn the_group_cap_is_for_the_sensor_not_for_each_worker() {
+fn the_group_and_cache_caps_are_for_the_sensor_not_for_each_worker() {
     let d = tmpdir("config-group-cap");
     let frames: Vec<(u64, Vec<u8>)> = (0..40u8)
-        .map(|i| {
-            let q = dns_query(u16::from(i), &format!("www.site{i}.com"), 1);
-            (u64::from(i) * 1_000_000, udp([10, 0, 1, i], [10, 0, 0, 53], 40000, 53, &q))
+        .flat_map(|i| {
+            let (id, name, t) = (u16::from(i), format!("www.site{i}.com"), u64::from(i) * 1_000_000);
+            let q = dns_query(id, &name, 1);
+            let r = dns_response_a(id, &name, &[[93, 184, 216, i]], 60);
+            [
+                (t, udp([10, 0, 1, i], [10, 0, 0, 53], 40000, 53, &q)),
+                (t + 1000, udp([10, 0, 0, 53], [10, 0, 1, i], 53, 40000, &r)),
+            ]
         })
         .collect();
     let pcap = d.join("forty.pcap");
     write_pcap(&pcap, &frames);
     let cfg = d.join("cap.toml");
-    std::fs::write(&cfg, "[dns_tunneling]\nmax_groups = 10\n").unwrap();
+    std::fs::write(&cfg, "[dns_tunneling]\nmax_groups = 10\n[dns_calculation]\ncache_max_clients = 10\n")
+        .unwrap();
     for threads in ["1", "2"] {
         let s = d.join(format!("summary-{threads}.json"));
         let o = run(&[
@@ -166,5 +172,7 @@ fn the_group_cap_is_for_the_sensor_not_for_each_worker() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&s).unwrap()).unwrap();
         assert_eq!(v["tunnel"]["groups_evicted"], 30, "--threads {threads}: {}", v["tunnel"]);
+        assert_eq!(v["cache"]["evicted_clients"], 30, "--threads {threads}: {}", v["cache"]);
+        assert_eq!(v["cache"]["clients"], 10, "--threads {threads}: {}", v["cache"]);
     }
 }

@@ -24,7 +24,7 @@ use ring::{Cold, Hot, Key, Ring};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,8 +33,9 @@ pub struct CacheConfig {
     pub window: Nanos,
     /// Most answers kept per client; the oldest goes first.
     pub max_per_client: usize,
-    /// Most clients kept; past it, expired clients are swept, then the least recently
-    /// answered tenth is evicted.
+    /// Most clients kept, for the sensor: each worker's part holds an equal share. Past its
+    /// share a part sweeps its expired clients, then evicts its least recently answered
+    /// tenth.
     pub max_clients: usize,
 }
 
@@ -405,17 +406,21 @@ pub struct CacheStats {
     pub expired_clients: u64,
 }
 
+/// One worker's clients.
+type Part = DashMap<IpAddr, ClientEntry, crate::FastRandom>;
+
 pub struct AnswerCache {
     cfg: CacheConfig,
     /// One map per worker, each client in the part of the worker that owns it
     /// (`pipeline::route`). With one map for all, both workers took the same shard locks and
     /// wrote neighbouring entries, and those cache lines moved between the cores on nearly
     /// every insert and SYN check.
-    parts: Box<[DashMap<IpAddr, ClientEntry, crate::FastRandom>]>,
+    parts: Box<[Part]>,
+    /// Clients each part holds at most: `max_clients` shared out like every other cap.
+    part_cap: usize,
     evicted_answers: AtomicU64,
     evicted_clients: AtomicU64,
     expired_clients: AtomicU64,
-    evicting: AtomicBool,
 }
 
 impl AnswerCache {
@@ -426,13 +431,14 @@ impl AnswerCache {
     /// A cache for `workers` workers: the clients `pipeline::route` gives a worker share a
     /// part that no other worker touches on its hot path.
     pub fn with_parts(cfg: CacheConfig, workers: usize) -> AnswerCache {
+        let n = workers.max(1);
         AnswerCache {
+            part_cap: cfg.max_clients.div_ceil(n).max(1),
             cfg,
-            parts: (0..workers.max(1)).map(|_| DashMap::with_hasher(crate::FastRandom::default())).collect(),
+            parts: (0..n).map(|_| DashMap::with_hasher(crate::FastRandom::default())).collect(),
             evicted_answers: AtomicU64::new(0),
             evicted_clients: AtomicU64::new(0),
             expired_clients: AtomicU64::new(0),
-            evicting: AtomicBool::new(false),
         }
     }
 
@@ -441,7 +447,7 @@ impl AnswerCache {
     }
 
     /// The part that holds `client`: always there (`route` is below the number of parts).
-    fn part(&self, client: IpAddr) -> Option<&DashMap<IpAddr, ClientEntry, crate::FastRandom>> {
+    fn part(&self, client: IpAddr) -> Option<&Part> {
         self.parts.get(crate::pipeline::route(client, self.parts.len()))
     }
 
@@ -468,8 +474,8 @@ impl AnswerCache {
         let mut entry = match map.get_mut(&client) {
             Some(e) => e,
             None => {
-                if self.len() >= self.cfg.max_clients {
-                    self.make_room(ts);
+                if map.len() >= self.part_cap {
+                    self.make_room(map, ts);
                 }
                 map.entry(client).or_default()
             }
@@ -531,9 +537,17 @@ impl AnswerCache {
     /// `expire`, for the clients that `mine` picks only: a worker sweeps its own clients by
     /// its own clock, so it never takes an answer that a worker behind it could still use.
     pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
+        for part in self.parts.iter() {
+            self.sweep(part, now, &mine);
+        }
+    }
+
+    /// Drops `part`'s answers older than the window before `now` for the clients `mine`
+    /// picks, and those clients left with none.
+    fn sweep(&self, part: &Part, now: Nanos, mine: &impl Fn(IpAddr) -> bool) {
         let window = self.cfg.window;
         let (mut gone, mut evicted) = (0, 0);
-        let mut sweep = |k: &IpAddr, e: &mut ClientEntry| {
+        part.retain(|k, e| {
             if !mine(*k) {
                 return true;
             }
@@ -546,33 +560,30 @@ impl AnswerCache {
                 evicted += e.evicted;
             }
             keep
-        };
-        for part in self.parts.iter() {
-            part.retain(&mut sweep);
-        }
+        });
         if gone > 0 {
             self.expired_clients.fetch_add(gone, Ordering::Relaxed);
             self.evicted_answers.fetch_add(evicted, Ordering::Relaxed);
         }
     }
 
-    /// Frees at least a tenth of the global cap: expired clients first, then the least
-    /// recently answered ones. Amortised O(1) per insert.
-    fn make_room(&self, now: Nanos) {
-        if self.evicting.swap(true, Ordering::Acquire) {
-            return; // another worker is already at it
-        }
-        self.expire(now);
-        let target = self.cfg.max_clients - self.cfg.max_clients / 10;
-        if self.len() > target {
-            let mut seen: Vec<Nanos> =
-                self.parts.iter().flat_map(|p| p.iter().map(|e| e.last_seen)).collect();
+    /// Frees at least a tenth of `part`'s share of the cap: its expired clients first, then
+    /// its least recently answered ones. Only the inserting worker's own part, by that
+    /// worker's clock: sweeping every part by one worker's clock took answers that a worker
+    /// behind it could still match, and which clients went depended on thread timing.
+    /// Amortised O(1) per insert.
+    fn make_room(&self, part: &Part, now: Nanos) {
+        self.sweep(part, now, &|_| true);
+        // At least one, so that a share under ten clients still makes room.
+        let target = self.part_cap - (self.part_cap / 10).max(1);
+        if part.len() > target {
+            let mut seen: Vec<Nanos> = part.iter().map(|e| e.last_seen).collect();
             let k = seen.len() - target;
             let (_, cut, _) = seen.select_nth_unstable(k.saturating_sub(1));
             let cut = *cut;
             let (mut evicted, mut answers) = (0u64, 0u64);
             let mut budget = k;
-            let mut spare = |_: &IpAddr, e: &mut ClientEntry| {
+            part.retain(|_, e| {
                 if budget > 0 && e.last_seen <= cut {
                     budget -= 1;
                     evicted += 1;
@@ -581,14 +592,10 @@ impl AnswerCache {
                 } else {
                     true
                 }
-            };
-            for part in self.parts.iter() {
-                part.retain(&mut spare);
-            }
+            });
             self.evicted_clients.fetch_add(evicted, Ordering::Relaxed);
             self.evicted_answers.fetch_add(answers, Ordering::Relaxed);
         }
-        self.evicting.store(false, Ordering::Release);
     }
 
     pub fn len(&self) -> usize {
@@ -700,30 +707,72 @@ mod tests {
     }
 
     #[test]
-    fn the_client_cap_holds_across_the_workers_parts() {
-        let cfg = CacheConfig { max_clients: 10, ..Default::default() };
+    fn each_part_holds_its_share_of_the_client_cap() {
+        // 12 over 4 parts: 3 clients each.
+        let cfg = CacheConfig { max_clients: 12, ..Default::default() };
         let c = AnswerCache::with_parts(cfg, 4);
+        let client = |i: u8| IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
         let used: std::collections::HashSet<usize> =
-            (0..40u8).map(|i| crate::pipeline::route(IpAddr::V4(Ipv4Addr::new(10, 2, 0, i)), 4)).collect();
+            (0..40u8).map(|i| crate::pipeline::route(client(i), 4)).collect();
         assert_eq!(used.len(), 4, "the clients reach every part");
         for i in 0..40u8 {
-            let client = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
-            c.insert(client, ip("8.8.8.8"), (1 + u64::from(i)) * S, &response("x", &[[1, 1, 1, 1]]));
-            assert!(c.len() <= 10, "at most the cap, over all parts, after client {i}");
+            c.insert(client(i), ip("8.8.8.8"), (1 + u64::from(i)) * S, &response("x", &[[1, 1, 1, 1]]));
+            for (p, part) in c.parts.iter().enumerate() {
+                assert!(part.len() <= 3, "part {p} holds {} after client {i}", part.len());
+            }
             let mut n = 0;
-            c.lookup(client, (1 + u64::from(i)) * S, |_| n += 1);
+            c.lookup(client(i), (1 + u64::from(i)) * S, |_| n += 1);
             assert_eq!(n, 1, "a client finds its answer in its part");
         }
         let st = c.stats();
         assert_eq!(st.clients, c.len() as u64);
         assert_eq!(st.evicted_clients + st.clients, 40);
-        // The least recently answered go first: the newest client is always kept.
-        assert!(c.snapshot().iter().any(|(k, _)| *k == IpAddr::V4(Ipv4Addr::new(10, 2, 0, 39))));
-        // Each client is in its worker's part and no other.
-        for (k, _) in c.snapshot() {
-            let holders: Vec<usize> = (0..4).filter(|&i| c.parts[i].contains_key(&k)).collect();
-            assert_eq!(holders, vec![crate::pipeline::route(k, 4)], "{k}");
+        // Each part kept its own most recently answered clients.
+        for p in 0..4 {
+            let mine: Vec<u8> = (0..40u8).filter(|&i| crate::pipeline::route(client(i), 4) == p).collect();
+            let newest = mine.iter().rev().take(c.parts[p].len()).map(|&i| client(i));
+            for k in newest {
+                assert_eq!(
+                    c.parts.iter().position(|part| part.contains_key(&k)),
+                    Some(p),
+                    "{k} kept, in its worker's part and no other"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_part_at_its_cap_never_sweeps_another_workers_clients() {
+        // Two workers; worker A's clock is far ahead of worker B's. A fills its part to the
+        // cap, so its next new client makes room: by A's clock, every answer B holds is
+        // long expired, yet B (behind) may still match them against its SYNs.
+        let cfg = CacheConfig { max_clients: 4, ..Default::default() };
+        let window = cfg.window;
+        let c = AnswerCache::with_parts(cfg, 2);
+        let on = |w: usize, n: usize| {
+            (0..=255u8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 3, 0, i)))
+                .filter(|&k| crate::pipeline::route(k, 2) == w)
+                .take(n)
+                .collect::<Vec<_>>()
+        };
+        // B at its share of two, A one past it.
+        let (a, b) = (on(0, 3), on(1, 2));
+        for &k in &b {
+            c.insert(k, ip("8.8.8.8"), S, &response("b", &[[2, 2, 2, 2]]));
+        }
+        let late = S + 10 * window;
+        for &k in &a {
+            c.insert(k, ip("8.8.8.8"), late, &response("a", &[[3, 3, 3, 3]]));
+        }
+        for &k in &b {
+            let mut n = 0;
+            c.lookup(k, 2 * S, |_| n += 1);
+            assert_eq!(n, 1, "{k}: B's answer is still there for B's SYNs");
+        }
+        assert_eq!(c.parts[0].len(), 2, "A's part was full at two and made room for its third");
+        assert_eq!(c.stats().expired_clients, 0);
+        assert_eq!(c.stats().evicted_clients, 1, "A evicted its own oldest client");
     }
 
     #[test]

@@ -696,7 +696,8 @@ calc_without_dns = {nodns}
 max_dedup = {dedup}
 # Answers kept per client in the answer cache.
 cache_answers_per_client = {per_client}
-# Clients kept in the answer cache.
+# Clients kept in the answer cache (for the sensor, split across the workers; past its
+# share a worker drops its expired clients, then its least recently answered tenth).
 cache_max_clients = {max_clients}
 # Formulas over the octets o1..o4 of a resolved IPv4 address, tried in order; operators
 # + - * / % << >> & ^ | ~ and parentheses. This list replaces the built-in one.
