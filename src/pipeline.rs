@@ -753,8 +753,8 @@ struct WorkerResult {
 }
 
 struct Worker {
+    /// Also the answer cache part this worker owns.
     id: usize,
-    n: usize,
     cfg: Arc<Config>,
     cache: Arc<AnswerCache>,
     txns: Option<Transactions>,
@@ -786,7 +786,6 @@ impl Worker {
         tunnel.max_reputation_pairs = share(tunnel.max_reputation_pairs);
         Ok(Worker {
             id,
-            n,
             txns: cfg.dns_log.then(|| Transactions::new(cfg.dns_timeout, share(cfg.max_pending_queries))),
             // Without a DNS log nobody reads answer owner names or TXT text: skip rendering them.
             spare: Spare::new(!cfg.dns_log),
@@ -907,8 +906,7 @@ impl Worker {
         // an answer another worker could still use.
         let every = (self.cfg.cache.window / 8).max(1);
         if now.saturating_sub(self.last_cache_sweep) >= every {
-            let (id, n) = (self.id, self.n);
-            self.cache.expire_where(now, |ip| route(ip, n) == id);
+            self.cache.expire_part(self.id, now);
             self.last_cache_sweep = now;
         }
         if last {

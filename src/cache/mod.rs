@@ -4,7 +4,8 @@
 //! client to one worker, so a client's answers and its SYNs meet on one thread, and the cache
 //! keeps one sharded map (dashmap) per worker: no lock or entry is written by two cores.
 //! Entries leave by packet time after `window`; memory is bounded by a cap per client and a
-//! global cap on clients (over all the workers' maps), with evictions counted.
+//! cap on clients for the sensor (each worker's map holding an equal share), with evictions
+//! counted.
 //!
 //! Each client keeps its answers as small fixed-size slots, and who answered and the names
 //! they were given for (the resolver, the question and the CNAME chain, one record per
@@ -400,7 +401,7 @@ pub struct CacheStats {
     pub answers: u64,
     /// Answers pushed out by the per-client cap.
     pub evicted_answers: u64,
-    /// Clients pushed out by the global cap (not by age).
+    /// Clients pushed out by the client cap (not by age).
     pub evicted_clients: u64,
     /// Clients that left because their answers aged out of the window.
     pub expired_clients: u64,
@@ -531,26 +532,26 @@ impl AnswerCache {
 
     /// Drops every answer older than the window before `now`, and clients left with none.
     pub fn expire(&self, now: Nanos) {
-        self.expire_where(now, |_| true)
-    }
-
-    /// `expire`, for the clients that `mine` picks only: a worker sweeps its own clients by
-    /// its own clock, so it never takes an answer that a worker behind it could still use.
-    pub fn expire_where(&self, now: Nanos, mine: impl Fn(IpAddr) -> bool) {
         for part in self.parts.iter() {
-            self.sweep(part, now, &mine);
+            self.sweep(part, now);
         }
     }
 
-    /// Drops `part`'s answers older than the window before `now` for the clients `mine`
-    /// picks, and those clients left with none.
-    fn sweep(&self, part: &Part, now: Nanos, mine: &impl Fn(IpAddr) -> bool) {
+    /// `expire` for worker `worker`'s own part only: a worker sweeps its own clients by its
+    /// own clock, so it never takes an answer that a worker behind it could still use, and
+    /// never walks (or locks) another worker's part.
+    pub fn expire_part(&self, worker: usize, now: Nanos) {
+        if let Some(part) = self.parts.get(worker) {
+            self.sweep(part, now);
+        }
+    }
+
+    /// Drops `part`'s answers older than the window before `now`, and its clients left with
+    /// none.
+    fn sweep(&self, part: &Part, now: Nanos) {
         let window = self.cfg.window;
         let (mut gone, mut evicted) = (0, 0);
-        part.retain(|k, e| {
-            if !mine(*k) {
-                return true;
-            }
+        part.retain(|_, e| {
             while e.slots.front().is_some_and(|a| now.saturating_sub(a.ts) > window) {
                 e.slots.pop_front();
             }
@@ -573,7 +574,7 @@ impl AnswerCache {
     /// behind it could still match, and which clients went depended on thread timing.
     /// Amortised O(1) per insert.
     fn make_room(&self, part: &Part, now: Nanos) {
-        self.sweep(part, now, &|_| true);
+        self.sweep(part, now);
         // At least one, so that a share under ten clients still makes room.
         let target = self.part_cap - (self.part_cap / 10).max(1);
         if part.len() > target {
@@ -773,12 +774,18 @@ mod tests {
         assert_eq!(c.parts[0].len(), 2, "A's part was full at two and made room for its third");
         assert_eq!(c.stats().expired_clients, 0);
         assert_eq!(c.stats().evicted_clients, 1, "A evicted its own oldest client");
+        // A's own sweep leaves B's part alone too; B's, by B's clock, is what expires them.
+        c.expire_part(0, late);
+        assert_eq!(c.parts[1].len(), 2);
+        c.expire_part(1, late);
+        assert_eq!((c.parts[0].len(), c.parts[1].len()), (2, 0));
+        assert_eq!(c.stats().expired_clients, 2);
     }
 
     #[test]
     fn evictions_stay_counted_after_their_client_leaves() {
         // Each client counts its own evictions; they must reach the total whether the client
-        // is still here, aged out, or pushed out by the global cap.
+        // is still here, aged out, or pushed out by the client cap.
         let cfg = CacheConfig { max_per_client: 2, max_clients: 10, ..Default::default() };
         let c = AnswerCache::new(cfg);
         let three = response("x", &[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]);
@@ -788,7 +795,7 @@ mod tests {
         c.expire(S + c.config().window + 1);
         assert_eq!((c.len(), c.stats().expired_clients), (1, 1));
         assert_eq!(c.stats().evicted_answers, 2, "the aged-out client's eviction still counts");
-        // Fill to the global cap: the oldest clients are pushed out, with their evictions.
+        // Fill to the client cap: the oldest clients are pushed out, with their evictions.
         for i in 0..10u8 {
             c.insert(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), ip("8.8.8.8"), (300 + u64::from(i)) * S, &three);
         }
