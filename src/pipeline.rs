@@ -33,7 +33,7 @@ use crate::dns::{parse_message_reusing, DnsMessage, Spare};
 use crate::output::alert::alert_line;
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
-use crate::stats::{ReaderStats, WorkerStats};
+use crate::stats::{thread_cpu, CpuTime, ReaderStats, WorkerStats};
 use crate::Nanos;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
@@ -113,6 +113,8 @@ pub struct RunReport {
     pub first_ts: Option<Nanos>,
     pub last_ts: Option<Nanos>,
     pub wall: Duration,
+    /// CPU time by thread.
+    pub cpu: CpuTime,
     /// The run stopped early because an output failed.
     pub aborted: bool,
     /// The Kafka output's figures, when it was on.
@@ -258,6 +260,8 @@ pub fn replay(
 /// for files, the live capture loop for interfaces. The caller's thread is the reader.
 pub struct Engine {
     started: Instant,
+    /// The calling thread's CPU time at start: the reader's is what it used since.
+    reader_cpu: Duration,
     dispatcher: Dispatcher,
     handles: Vec<std::thread::JoinHandle<WorkerResult>>,
     output: std::thread::JoinHandle<OutputResult>,
@@ -272,6 +276,7 @@ impl Engine {
     /// then starts the workers and the output thread.
     pub fn start(cfg: &Config, outputs: Outputs, progress: Arc<Progress>) -> Result<Engine, String> {
         let started = Instant::now();
+        let reader_cpu = thread_cpu();
         tracing::info!(
             workers = cfg.threads.max(1),
             window_s = cfg.cache.window / crate::NANOS_PER_SEC,
@@ -317,6 +322,7 @@ impl Engine {
 
         Ok(Engine {
             started,
+            reader_cpu,
             dispatcher: Dispatcher::new(n, cfg.batch_packets, work_tx, pool_rx),
             handles,
             output,
@@ -408,8 +414,10 @@ impl Engine {
 
     /// End of input: flushes every worker, waits for the output, and reports.
     pub fn finish(self, capture_errors: Vec<CaptureError>) -> Result<RunReport, String> {
-        let Engine { started, mut dispatcher, handles, output, cache, abort, progress, kafka } = self;
+        let Engine { started, reader_cpu, mut dispatcher, handles, output, cache, abort, progress, kafka } =
+            self;
         dispatcher.finish();
+        let mut cpu = CpuTime { reader: thread_cpu().saturating_sub(reader_cpu), ..CpuTime::default() };
         progress.packets.store(dispatcher.packets(), Ordering::Relaxed);
         let reader = dispatcher.stats();
         let seen = dispatcher.seq > 0;
@@ -435,8 +443,10 @@ impl Engine {
             tcp.oversize += r.tcp.oversize;
             calc.push(r.calc);
             tunnel.push(r.tunnel);
+            cpu.workers.push(r.cpu);
         }
         let out = output.join().map_err(|_| "the output thread panicked".to_string())?;
+        cpu.output = out.cpu;
         Ok(RunReport {
             reader,
             workers: wstats,
@@ -454,6 +464,7 @@ impl Engine {
             first_ts,
             last_ts,
             wall: started.elapsed(),
+            cpu,
             aborted: abort.load(Ordering::Relaxed),
             kafka,
         })
@@ -745,6 +756,7 @@ impl Dispatcher {
 }
 
 struct WorkerResult {
+    cpu: Duration,
     stats: WorkerStats,
     txn: TxnStats,
     tcp: TcpDnsStats,
@@ -830,6 +842,7 @@ impl Worker {
             let _ = pool.try_send(b);
         }
         WorkerResult {
+            cpu: thread_cpu(),
             stats: self.stats,
             txn: self.txns.as_ref().map(|t| t.stats()).unwrap_or_default(),
             tcp: self.tcp.stats(),
@@ -956,6 +969,7 @@ impl Worker {
 }
 
 struct OutputResult {
+    cpu: Duration,
     errors: Vec<(String, io::Error)>,
     alert_lines: u64,
     dns_lines: u64,
@@ -1042,5 +1056,5 @@ fn write_output(
         dns_lines = s.lines();
         errors.extend(s.take_error());
     }
-    OutputResult { errors, alert_lines, dns_lines, by_rule }
+    OutputResult { cpu: thread_cpu(), errors, alert_lines, dns_lines, by_rule }
 }

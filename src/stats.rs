@@ -65,3 +65,51 @@ impl WorkerStats {
         }
     }
 }
+
+/// CPU time (user and system) each of the pipeline's threads used: where a run's time went,
+/// so that an operator can tell which stage a faster link would saturate first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// The thread that fed the pipeline (read, decoded, routed), from start to finish.
+    pub reader: std::time::Duration,
+    /// One per worker, in worker order.
+    pub workers: Vec<std::time::Duration>,
+    pub output: std::time::Duration,
+}
+
+/// CPU time the calling thread has used so far; zero where the clock is unavailable.
+pub fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_cpu;
+
+    #[test]
+    fn thread_cpu_counts_this_threads_work_only() {
+        let before = thread_cpu();
+        // Busy work the optimiser cannot drop.
+        let mut x = 1u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        let spent = thread_cpu() - before;
+        assert!(spent > std::time::Duration::ZERO, "{spent:?} (x {x})");
+        // A thread that only sleeps uses next to none.
+        let slept = std::thread::spawn(|| {
+            let t = thread_cpu();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            thread_cpu() - t
+        })
+        .join()
+        .unwrap();
+        assert!(slept < std::time::Duration::from_millis(20), "{slept:?}");
+    }
+}

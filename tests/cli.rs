@@ -148,6 +148,31 @@ fn stdout_holds_only_alerts_and_quiet_means_quiet() {
     }
 }
 
+/// The summary says where the CPU went, thread by thread, in its text and its JSON.
+#[test]
+fn the_summary_splits_cpu_time_by_thread() {
+    let d = tmpdir("cli-cpu");
+    let s = d.join("summary.json");
+    let o = replay(&["--threads", "3", "--summary-json", s.to_str().unwrap()], "iodine.pcap");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&s).unwrap()).unwrap();
+    let cpu = &v["cpu_seconds"];
+    let secs = |x: &serde_json::Value| x.as_f64().unwrap_or_else(|| panic!("not seconds: {cpu}"));
+    let workers: Vec<f64> = cpu["workers"].as_array().expect("workers").iter().map(secs).collect();
+    assert_eq!(workers.len(), 3, "one figure per worker: {cpu}");
+    // The reader parsed the whole capture and every worker ran: none of them took no time.
+    assert!(secs(&cpu["reader"]) > 0.0, "{cpu}");
+    assert!(workers.iter().all(|&w| w > 0.0), "{cpu}");
+    assert!(secs(&cpu["output"]) >= 0.0, "{cpu}");
+    // All of it fits in the run's wall time on every core this process may use.
+    let total = secs(&cpu["reader"]) + workers.iter().sum::<f64>() + secs(&cpu["output"]);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(total <= secs(&v["wall_seconds"]) * cores + 0.05, "{total} s over {cores} cores: {v}");
+    let line = stderr(&o).lines().find(|l| l.trim_start().starts_with("cpu: reader")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("no cpu line: {}", stderr(&o)));
+    assert_eq!(line.matches(" + ").count(), 2, "three workers: {line}");
+}
+
 #[test]
 fn test_scratch_directories_are_removed_unless_the_test_fails() {
     let passed = tmpdir("scratch-pass");

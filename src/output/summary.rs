@@ -86,6 +86,11 @@ pub fn to_json(r: &RunReport) -> Value {
         "dns_log_records": r.dns_lines,
         "capture_errors": r.capture_errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         "wall_seconds": secs,
+        "cpu_seconds": {
+            "reader": r.cpu.reader.as_secs_f64(),
+            "workers": r.cpu.workers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+            "output": r.cpu.output.as_secs_f64(),
+        },
         "packets_per_second": r.reader.packets as f64 / secs,
         "gbit_per_second": r.reader.bytes as f64 * 8.0 / secs / 1e9,
         "first_packet": r.first_ts.map(crate::time::rfc3339),
@@ -132,6 +137,13 @@ pub fn to_text(r: &RunReport) -> String {
     if let (Some(a), Some(b)) = (r.first_ts, r.last_ts) {
         s.push_str(&format!("  packet time: {} .. {}\n", crate::time::rfc3339(a), crate::time::rfc3339(b)));
     }
+    let workers: Vec<String> = r.cpu.workers.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
+    s.push_str(&format!(
+        "  cpu: reader {:.2} s, workers {} s, output {:.2} s\n",
+        r.cpu.reader.as_secs_f64(),
+        workers.join(" + "),
+        r.cpu.output.as_secs_f64()
+    ));
     s.push_str(&format!(
         "  decoded {} UDP/TCP; skipped: not IP {}, other IP {}; fragments {} ({} datagrams reassembled, {} overlaps, {} dropped); malformed: {}\n",
         rd.decoded,
