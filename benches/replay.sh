@@ -106,9 +106,30 @@ if have tcpdump; then
 fi
 CMD["cat > /dev/null"]="cat '$FILE' >/dev/null"
 SIDE+=("cat > /dev/null")
+# cpu_split SUMMARY: the reader's, all workers' (summed) and the output's CPU seconds, from
+# portent's --summary-json.
+cpu_split() {
+    grep -o '"cpu_seconds":{[^}]*}' "$1" | tr '{}[],:' '      ' | awk '{
+        for (i = 1; i <= NF; i++) {
+            if ($i == "\"reader\"") r = $(i + 1)
+            else if ($i == "\"output\"") o = $(i + 1)
+            else if ($i == "\"workers\"") for (j = i + 1; j <= NF && $j ~ /^[0-9.e+-]+$/; j++) w += $j
+        }
+        printf "%.3f %.3f %.3f\n", r, w, o
+    }'
+}
 for ((round = 0; round < RUNS; round++)); do
     for r in "${SIDE[@]}"; do run_once "$r" "${CMD[$r]}"; done
+    cpu_split "$WORK/summary2.json" >>"$WORK/split2"
+    cpu_split "$WORK/summary1.json" >>"$WORK/split1"
 done
+# The medians of each thread's CPU seconds: reader, workers (summed), output.
+split_median() {
+    local f=$1
+    for c in 1 2 3; do awk -v c=$c '{print $c}' "$f" | median; done | tr '\n' ' '
+}
+read -r R2 W2 O2 <<<"$(split_median "$WORK/split2")"
+read -r R1 W1 O1 <<<"$(split_median "$WORK/split1")"
 for r in "${SIDE[@]}"; do
     summarize "$r"
     NPKT[$r]=$PACKETS
@@ -172,6 +193,11 @@ MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
     ) (against tshark's steady state $(
         [[ -n $TSHARK_ROW ]] && ratio "portent --threads 2" "$TSHARK_SS" || echo n/a
     )), threads 2/threads 1 $(ratio "portent --threads 2" "portent --threads 1")."
+    echo
+    echo "CPU seconds by thread (medians, from portent's summary): --threads 2 reader $R2, workers $W2 (summed), output $O2;"
+    echo "--threads 1 reader $R1, worker $W1, output $O1. --threads 1 cannot end before its one worker has done its $W1 s,"
+    echo "nor --threads 2 before $(nproc) CPUs have done all $(awk -v a="$R2" -v b="$W2" -v c="$O2" 'BEGIN {printf "%.3f", a + b + c}') s of its threads: on this machine threads 2/threads 1"
+    echo "is at most $(nproc) x $W1 / that = $(awk -v n="$(nproc)" -v w="$W1" -v a="$R2" -v b="$W2" -v c="$O2" 'BEGIN {printf "%.2f", n * w / (a + b + c)}')."
     if [[ -n $TSHARK_ROW ]]; then
         echo
         echo "tshark ran on the first ${NPKT[$TSHARK_ROW]} packets (${NBYTE[$TSHARK_ROW]} bytes, \`editcap -r FILE prefix 1-$TSHARK_PACKETS\`);"
