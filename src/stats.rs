@@ -70,7 +70,9 @@ impl WorkerStats {
 /// so that an operator can tell which stage a faster link would saturate first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuTime {
-    /// The thread that fed the pipeline (read, decoded, routed), from start to finish.
+    /// The thread that fed the pipeline (decoded and routed; in replay it also read the
+    /// files, live the capture threads that fill its queue are not counted), from start to
+    /// finish.
     pub reader: std::time::Duration,
     /// One per worker, in worker order.
     pub workers: Vec<std::time::Duration>,
