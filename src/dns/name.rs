@@ -136,6 +136,9 @@ impl<'a, 'b> Reader<'a, 'b> {
 /// would go through `from_utf8` (and come out empty, as before, if it were not UTF-8).
 fn text_str(text: &[u8], ascii: bool) -> &str {
     if ascii {
+        // Checked in test and fuzz builds (cargo-fuzz keeps debug assertions on): the claim
+        // below is what makes the call sound.
+        debug_assert!(text.is_ascii(), "rendered name text is not ASCII: {text:?}");
         // SAFETY: every octet is below 0x80 (see `Rendered::ascii`), and a sequence of such
         // octets is valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(text) }
