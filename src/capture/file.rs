@@ -12,15 +12,19 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-/// Big enough for any frame up to libpcap's 256 KiB maximum snap length.
+/// The size of each `read()`. A record that does not fit (libpcap's largest snap length is
+/// 256 KiB, plus its header) grows the buffer, up to `MAX_BUFFER`.
 ///
 /// Measured on the 1 GB bench (session 4), the kernel's copy out of the page cache being
 /// most of the reader's kernel time: reads of 128 KiB made the user side ~10 ms cheaper
 /// but the kernel side 15-24 ms dearer (eight times the calls); mapping the file in windows
 /// (1-64 MiB, with or without MAP_POPULATE) took 275-313 ms to walk the records against
 /// ~160 ms for read(), the page-table work costing more than the copy it saves, and it
-/// would have needed SIGBUS handling for a file cut while mapped.
-const READ_BUFFER: usize = 1 << 20;
+/// would have needed SIGBUS handling for a file cut while mapped. Session 10, rounds in
+/// turns with the summary's thread clocks: 256 KiB against 1 MiB took the reader 3-7% less
+/// CPU at two workers and the worker 2.5% less at one (a 1 MiB buffer is this machine's
+/// whole L2, which the copy sweeps on every read), and 128 KiB was between the two.
+const READ_BUFFER: usize = 256 << 10;
 /// A block larger than this is not a packet: the length field is garbage.
 const MAX_BUFFER: usize = 16 << 20;
 
@@ -125,7 +129,7 @@ pub fn read_file(
 ///
 /// Classic pcap files (the four standard magic numbers) are read by `read_legacy`, a plain
 /// record loop; pcapng and the rare "modified" pcap go through pcap-parser. Either way the
-/// input is first read once into a 1 MiB buffer, as pcap-parser's `create_reader` does, so
+/// input is first read once into a `READ_BUFFER`, as pcap-parser's `create_reader` does, so
 /// that the one that takes over sees exactly what it would have seen alone.
 pub fn read_stream(
     path: &Path,
@@ -205,7 +209,7 @@ fn read_legacy(
         } else {
             records::<false>(avail, &mut pos, &head, &mut st, &mut f)
         };
-        // Told once a buffer (1 MiB or more) rather than checked for each record.
+        // Told once a buffer (256 KiB or more) rather than checked for each record.
         consumed += (pos - from) as u64;
         if consumed - last_progress >= 4 << 20 {
             progress(consumed);
@@ -510,6 +514,16 @@ mod tests {
         let (got, r) = read(&p);
         assert_eq!(got, vec![(1_500_000_000, 60), (2_000_001_000, 70)]);
         assert_eq!(r.unwrap().packets, 2);
+    }
+
+    #[test]
+    fn records_larger_than_one_read_grow_the_buffer() {
+        let (big, bigger) = (vec![3u8; READ_BUFFER + 1000], vec![4u8; 4 * READ_BUFFER + 5]);
+        let frames: [(u64, &[u8]); 4] = [(1, &[1; 60]), (2, &big), (3, &bigger), (4, &[2; 70])];
+        let (got, r) = read(&temp("big-records.pcap", &pcap_bytes(1, &frames)));
+        let lens: Vec<usize> = got.iter().map(|g| g.1).collect();
+        assert_eq!(lens, vec![60, big.len(), bigger.len(), 70]);
+        assert_eq!(r.unwrap().packets, 4);
     }
 
     #[test]
