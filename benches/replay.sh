@@ -3,7 +3,9 @@
 # against tcpdump (read and write back), tshark (DNS names; on a prefix, it is slow) and a
 # bare read of the file. Median of RUNS runs each, with a warm page cache; portent, tcpdump
 # and the bare read take turns run by run. Each row has wall and CPU seconds: on a shared or
-# virtual machine the CPU time (user + system) is the steadier of the two.
+# virtual machine the CPU time (user + system) is the steadier of the two. When a
+# profile-guided build is there (scripts/build-pgo.sh; PORTENT_PGO names another), it takes
+# its turns beside the plain one.
 #
 #   benches/replay.sh [FILE]
 #   RUNS=5 SIZE_MB=1000 benches/replay.sh          # generates /tmp/portent-bench.pcap if absent
@@ -100,6 +102,16 @@ declare -A CMD
 CMD["portent --threads 2"]="'$PORTENT' replay --threads 2 -q --alerts $ALERTS --summary-json '$WORK/summary2.json' '$FILE'"
 CMD["portent --threads 1"]="'$PORTENT' replay --threads 1 -q --alerts $ALERTS --summary-json '$WORK/summary1.json' '$FILE'"
 SIDE=("portent --threads 2" "portent --threads 1")
+# The profile-guided build (scripts/build-pgo.sh), when there is one, takes its turns too.
+PGO=${PORTENT_PGO:-$ROOT/target/pgo/release/portent}
+PGO_FROM=""
+if [[ -x $PGO ]]; then
+    PGO_FROM=$(cat "$(dirname "$(dirname "$PGO")")/COMMIT" 2>/dev/null || echo "an unknown commit")
+    CMD["portent PGO --threads 2"]="'$PGO' replay --threads 2 -q --alerts $ALERTS '$FILE'"
+    CMD["portent PGO --threads 1"]="'$PGO' replay --threads 1 -q --alerts $ALERTS '$FILE'"
+    SIDE+=("portent PGO --threads 2" "portent PGO --threads 1")
+    say "also timing the PGO build $PGO (built from $PGO_FROM)"
+fi
 if have tcpdump; then
     CMD["tcpdump -r -w /dev/null"]="tcpdump -r '$FILE' -w /dev/null 2>/dev/null"
     SIDE+=("tcpdump -r -w /dev/null")
@@ -170,6 +182,7 @@ gbps() { awk -v b="${NBYTE[$1]}" -v w="${WALL[$1]}" 'BEGIN {printf "%.2f", b * 8
 ratio() { awk -v a="$(pps "$1")" -v b="$(pps "$2")" 'BEGIN {printf "%.2f", a / b}'; }
 
 ROWS=("portent --threads 2" "portent --threads 1")
+[[ -n $PGO_FROM ]] && ROWS+=("portent PGO --threads 2" "portent PGO --threads 1")
 [[ -n ${WALL["tcpdump -r -w /dev/null"]:-} ]] && ROWS+=("tcpdump -r -w /dev/null")
 [[ -n $TSHARK_ROW ]] && ROWS+=("$TSHARK_ROW" "$TSHARK_SS")
 ROWS+=("cat > /dev/null")
@@ -199,6 +212,13 @@ MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
     ) (against tshark's steady state $(
         [[ -n $TSHARK_ROW ]] && ratio "portent --threads 2" "$TSHARK_SS" || echo n/a
     )), threads 2/threads 1 $(ratio "portent --threads 2" "portent --threads 1")."
+    if [[ -n $PGO_FROM ]]; then
+        echo
+        echo "The PGO build (\`scripts/build-pgo.sh\`, from $PGO_FROM): $(ratio "portent PGO --threads 2" "portent --threads 2")x the plain build's packets/s at 2 threads,"
+        echo "$(ratio "portent PGO --threads 1" "portent --threads 1")x at 1; portent PGO(2 threads)/tcpdump $(
+            [[ -n ${WALL["tcpdump -r -w /dev/null"]:-} ]] && ratio "portent PGO --threads 2" "tcpdump -r -w /dev/null" || echo n/a
+        ), threads 2/threads 1 $(ratio "portent PGO --threads 2" "portent PGO --threads 1")."
+    fi
     echo
     echo "CPU seconds by thread (medians, from portent's summary): --threads 2 reader $R2, workers $W2 (summed), output $O2;"
     echo "--threads 1 reader $R1, worker $W1, output $O1. --threads 1 cannot end before its one worker has done its $W1 s,"
