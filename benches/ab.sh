@@ -34,6 +34,8 @@ BINS=("$@")
 for b in "${BINS[@]}"; do
     [[ -x $b ]] || { echo "ab: $b is not an executable" >&2; exit 2; }
 done
+# median, cpu_split
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK=$(mktemp -d /tmp/portent-ab.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -59,18 +61,7 @@ run() {
     t0=$(date +%s%N)
     "$bin" replay -q --threads "$THREADS" -a "$WORK/run-a" --summary-json "$WORK/s.json" "$FILE"
     t1=$(date +%s%N)
-    # A build from before the thread clocks (no `cpu_seconds`) gets its wall time only.
-    { grep -o '"cpu_seconds":{[^}]*}' "$WORK/s.json" || echo none; } | tr '{}[],:' '      ' | awk -v w="$(((t1 - t0) / 1000))" '{
-        r = o = "-"
-        wk = 0
-        found = 0
-        for (i = 1; i <= NF; i++) {
-            if ($i == "\"reader\"") r = $(i + 1)
-            else if ($i == "\"output\"") o = $(i + 1)
-            else if ($i == "\"workers\"") for (j = i + 1; j <= NF && $j ~ /^[0-9.e+-]+$/; j++) { wk += $j; found = 1 }
-        }
-        printf "%.6f %s %s %s\n", w / 1e6, r, found ? wk : "-", o
-    }' >>"$out"
+    echo "$(awk -v w="$(((t1 - t0) / 1000))" 'BEGIN {printf "%.6f", w / 1e6}') $(cpu_split "$WORK/s.json")" >>"$out"
 }
 echo "ab: $ROUNDS rounds in turns, --threads $THREADS, $FILE" >&2
 for ((r = 0; r < ROUNDS; r++)); do
@@ -79,7 +70,6 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
-median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 col() {
     if awk -v c="$2" '$c == "-" {bad = 1} END {exit !bad}' "$1"; then
         echo -

@@ -62,7 +62,8 @@ else
 fi
 say "$FILE: $PACKETS packets, $BYTES bytes; $RUNS runs each"
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# median, cpu_split
+source "$ROOT/benches/lib.sh"
 
 # run_once NAME CMD: runs CMD once (a shell string, so redirections work) and records its wall
 # seconds (from a nanosecond clock), its CPU seconds (user + system, its children included)
@@ -118,18 +119,6 @@ if have tcpdump; then
 fi
 CMD["cat > /dev/null"]="cat '$FILE' >/dev/null"
 SIDE+=("cat > /dev/null")
-# cpu_split SUMMARY: the reader's, all workers' (summed) and the output's CPU seconds, from
-# portent's --summary-json.
-cpu_split() {
-    grep -o '"cpu_seconds":{[^}]*}' "$1" | tr '{}[],:' '      ' | awk '{
-        for (i = 1; i <= NF; i++) {
-            if ($i == "\"reader\"") r = $(i + 1)
-            else if ($i == "\"output\"") o = $(i + 1)
-            else if ($i == "\"workers\"") for (j = i + 1; j <= NF && $j ~ /^[0-9.e+-]+$/; j++) w += $j
-        }
-        printf "%.3f %.3f %.3f\n", r, w, o
-    }'
-}
 for ((round = 0; round < RUNS; round++)); do
     # Each run writes a new alerts file, as a replay into a fresh output does: truncating the
     # last run's file made ext4 drop its pages at open and flush the new ones at close
