@@ -3,9 +3,10 @@
 # captures a lot. An instrumented build replays a training capture (and the bundled and shared
 # captures), and the release build is then optimised with the counts it took: which branches
 # are hot, what to inline, how to lay the code out. The results are the same; only the speed
-# changes (benches/RESULTS.md, session 11: workers 4-14% less CPU on the 1 GB bench capture).
+# changes (benches/RESULTS.md, session 11: typically 5-10% less worker CPU on the 1 GB bench
+# capture, 1-14% across sets of runs).
 #
-#   scripts/build-pgo.sh                    # -> target/pgo/release/portent (~8 min on 2 cores)
+#   scripts/build-pgo.sh                    # -> target/pgo/release/portent (6-9 min on 2 cores)
 #   TRAIN_MB=250 TRAIN_SEED=2 scripts/build-pgo.sh
 #
 # The plain `cargo build --release` binary stays where it is; benches/replay.sh measures the
@@ -68,10 +69,15 @@ done
 say "trained on $trained captures besides the generated one"
 
 mkdir -p "$OUT_DIR"
-"$PROFDATA" merge -o "$OUT_DIR/portent.profdata" "$GEN_DIR/profiles"
+"$PROFDATA" merge -o "$WORK/portent.profdata" "$GEN_DIR/profiles"
+# Named by its contents: cargo rebuilds when RUSTFLAGS change but does not look inside the
+# file, so a new profile under an old name would leave crates built with the old one.
+PROFILE=$OUT_DIR/portent-$(sha256sum "$WORK/portent.profdata" | cut -c1-16).profdata
+rm -f "$OUT_DIR"/portent-*.profdata
+mv "$WORK/portent.profdata" "$PROFILE"
 
-say "building the optimised binary ($OUT_DIR)"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$OUT_DIR/portent.profdata" \
+say "building the optimised binary ($OUT_DIR, profile $(basename "$PROFILE"))"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" \
     cargo build --release --bin portent --target-dir "$OUT_DIR"
 PGO=$OUT_DIR/release/portent
 
