@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 /// turns with the summary's thread clocks: 256 KiB against 1 MiB took the reader 3-7% less
 /// CPU at two workers and the worker 2.5% less at one (a 1 MiB buffer is this machine's
 /// whole L2, which the copy sweeps on every read), and 128 KiB was between the two.
+/// Session 12 mapped the whole file at once and ran this loop over it: the reader took 58%
+/// more CPU (page faults), and the workers none less, so the copy's sweep through the L3 is
+/// not what their misses are.
 const READ_BUFFER: usize = 256 << 10;
 /// A block larger than this is not a packet: the length field is garbage.
 const MAX_BUFFER: usize = 16 << 20;
