@@ -783,6 +783,31 @@ fn sigterm_in_the_middle_of_a_replay_loses_no_alert() {
     assert_eq!(keys(&got), want, "live alerts equal replay of the first {n} packets");
 }
 
+/// SIGTERM just after the last packet: the kernel hands packets over in blocks (TPACKET_V3),
+/// and the block it was still filling at the stop must reach the engine too.
+#[test]
+fn the_packets_just_before_a_sigterm_are_not_lost() {
+    let Some(ns) = Netns::create() else { return };
+    if !have("tcpreplay") {
+        return;
+    }
+    let d = tmpdir("live-tail");
+    let frames = beacon_frames(300);
+    let live = Live::start(&ns.a, &ns.va, &d, &[]);
+    // 600 packets in 30 ms, and the stop as soon as tcpreplay is done: the last ones are
+    // still in the kernel's open block.
+    replay_frames(&ns, &d, "tail.pcap", &frames, 20_000);
+    let (status, err) = live.stop();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr: {err}");
+    let last = ndjson(&d.join("stats.ndjson")).pop().expect("stats records");
+    let iface = &last["interfaces"][&ns.va];
+    assert_eq!(iface["pcap_dropped"], 0, "{last}");
+    assert_eq!(iface["captured"], frames.len(), "every packet sent before the stop: {last}");
+    let summary = json_file(&d.join("summary.json"));
+    assert_eq!(summary["packets"], frames.len(), "{summary}");
+    assert_eq!(ndjson(&d.join("alerts.ndjson")).len(), 300, "one alert per pair");
+}
+
 #[test]
 fn the_capture_section_of_the_configuration_file_is_used() {
     let d = tmpdir("live-cfg");

@@ -36,6 +36,14 @@ pub const DEFAULT_FILTER: &str = "(udp port 53) or (tcp port 53) or \
 /// How long the capture thread sleeps on an empty ring before it looks at the stop flag
 /// again: the latency of stopping.
 pub const READ_TIMEOUT_MS: i32 = 100;
+/// The kernel hands a block of the ring (TPACKET_V3) over when it is full or when this
+/// much time has passed since it was opened: the longest a packet on a quiet link waits
+/// in the kernel.
+const BLOCK_TIMEOUT_MS: i32 = 10;
+/// After the stop, an empty ring ends the drain only once this long has passed: a
+/// packet that arrived just before the stop is in a block the kernel has not handed
+/// over yet.
+const DRAIN_QUIET: Duration = Duration::from_millis(3 * BLOCK_TIMEOUT_MS as u64);
 /// A batch closes at this many packets...
 const BATCH_PACKETS: usize = 256;
 /// ...or this many bytes of frame data (four full-size 65535-byte frames).
@@ -136,13 +144,19 @@ pub fn open(iface: &str, cfg: &LiveConfig) -> Result<Opened, LiveError> {
         .promisc(cfg.promisc)
         .snaplen(cfg.snaplen)
         .buffer_size(cfg.buffer_bytes)
-        .immediate_mode(true)
-        .timeout(READ_TIMEOUT_MS)
+        // Not immediate mode, so libpcap uses TPACKET_V3: packets packed into blocks that
+        // the kernel hands over whole. Immediate mode means TPACKET_V2, one fixed slot per
+        // packet, sized for the whole snap length when the interface offloads (a veth and
+        // most NICs do), so the 64 MiB ring held about a thousand packets; and it woke the
+        // capture thread for nearly every packet. On a veth that thread took a quarter to
+        // a third of a CPU from 50k packets/s, and the kernel dropped packets from 153k/s.
+        // See benches/RESULTS.md, session 12.
+        .immediate_mode(false)
+        .timeout(BLOCK_TIMEOUT_MS)
         .open()
         .map_err(|e| classify_open_error(iface, &e.to_string()))?
-        // Non-blocking, with our own poll(): libpcap's read timeout is not honoured in
-        // immediate mode on Linux, and the thread must wake to see the stop flag and to
-        // hand over a partial batch on a quiet link.
+        // Non-blocking, with our own poll(), so that the thread wakes to see the stop flag
+        // and to hand over a partial batch on a quiet link.
         .setnonblock()
         .map_err(|e| classify_open_error(iface, &e.to_string()))?;
     if !cfg.filter.is_empty() {
@@ -278,7 +292,6 @@ fn capture_loop(
                     offer(&tx, std::mem::replace(&mut batch, Batch::new(idx, o.linktype)), &c);
                 }
             }
-            // Non-blocking: the ring is empty right now.
             // Non-blocking: the ring is empty right now. At a high rate it is empty between
             // most packets, so a batch is only handed over once it is BATCH_AGE old:
             // one-packet batches would fill the queue long before the engine is busy.
@@ -287,9 +300,15 @@ fn capture_loop(
                 if !batch.is_empty() && (age >= BATCH_AGE || draining.is_some()) {
                     offer(&tx, std::mem::replace(&mut batch, Batch::new(idx, o.linktype)), &c);
                 }
-                // After a stop, an empty ring is the end of the drain.
-                if draining.is_some() {
-                    break Ok(());
+                // After a stop, an empty ring is the end of the drain, once the kernel has
+                // had the time to hand over the block it was filling.
+                if let Some(t) = draining {
+                    let left = DRAIN_QUIET.saturating_sub(t.elapsed());
+                    if left.is_zero() {
+                        break Ok(());
+                    }
+                    wait_readable(&o.cap, left.as_millis().clamp(1, READ_TIMEOUT_MS as u128) as i32);
+                    continue;
                 }
                 let wait = if batch.is_empty() {
                     READ_TIMEOUT_MS
