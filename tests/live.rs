@@ -808,6 +808,25 @@ fn the_packets_just_before_a_sigterm_are_not_lost() {
     assert_eq!(ndjson(&d.join("alerts.ndjson")).len(), 300, "one alert per pair");
 }
 
+/// `-i any` (Linux cooked capture) with the default filter: libpcap has no `vlan` test for
+/// that link type, so the sensor must use the filter without it rather than refuse to start.
+#[test]
+fn the_any_device_takes_the_default_filter() {
+    let Some(ns) = Netns::create() else { return };
+    if !have("tcpreplay") {
+        return;
+    }
+    let d = tmpdir("live-any");
+    let frames = beacon_frames(50);
+    let live = Live::start(&ns.a, "any", &d, &[]);
+    replay_frames(&ns, &d, "any.pcap", &frames, 1_000);
+    let (status, err) = live.stop();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr: {err}");
+    let last = ndjson(&d.join("stats.ndjson")).pop().expect("stats records");
+    assert_eq!(last["interfaces"]["any"]["captured"], frames.len(), "{last}");
+    assert_eq!(ndjson(&d.join("alerts.ndjson")).len(), 50, "one alert per pair");
+}
+
 #[test]
 fn the_capture_section_of_the_configuration_file_is_used() {
     let d = tmpdir("live-cfg");

@@ -28,10 +28,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// What the detectors need and nothing else: DNS over UDP and TCP, TCP SYNs (without ACK)
 /// for DNS Calculation, and IP fragments so that fragmented DNS answers reach the
 /// reassembler. The same again under one VLAN tag (`vlan` shifts the offsets after it).
-pub const DEFAULT_FILTER: &str = "(udp port 53) or (tcp port 53) or \
-(tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) or (ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] == 44) or \
-(vlan and ((udp port 53) or (tcp port 53) or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) or \
-(ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] == 44)))";
+pub const DEFAULT_FILTER: &str = concat!(untagged_filter!(), " or (vlan and (", untagged_filter!(), "))");
+
+macro_rules! untagged_filter {
+    () => {
+        "(udp port 53) or (tcp port 53) or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) or \
+         (ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] == 44)"
+    };
+}
+use untagged_filter;
+
+/// `DEFAULT_FILTER` without its VLAN half, for link types other than Ethernet: libpcap has
+/// no `vlan` test for them (Linux cooked capture, `-i any`, refused the default filter), and
+/// the kernel has already taken the tag off such frames.
+const DEFAULT_FILTER_UNTAGGED: &str = untagged_filter!();
 
 /// How long the capture thread sleeps on an empty ring before it looks at the stop flag
 /// again: the latency of stopping.
@@ -159,10 +169,15 @@ pub fn open(iface: &str, cfg: &LiveConfig) -> Result<Opened, LiveError> {
         // and to hand over a partial batch on a quiet link.
         .setnonblock()
         .map_err(|e| classify_open_error(iface, &e.to_string()))?;
-    if !cfg.filter.is_empty() {
-        cap.filter(&cfg.filter, true).map_err(|e| filter_error(iface, &e.to_string()))?;
-    }
     let linktype = LinkType(cap.get_datalink().0 as u32);
+    if !cfg.filter.is_empty() {
+        let filter = if cfg.filter == DEFAULT_FILTER && linktype != LinkType::ETHERNET {
+            DEFAULT_FILTER_UNTAGGED
+        } else {
+            &cfg.filter
+        };
+        cap.filter(filter, true).map_err(|e| filter_error(iface, &e.to_string()))?;
+    }
     if !linktype.is_supported() {
         return Err(LiveError {
             iface: iface.to_string(),
@@ -718,6 +733,15 @@ mod tests {
     fn default_filter_compiles() {
         assert_eq!(check_filter(DEFAULT_FILTER), Ok(()));
         assert_eq!(check_filter(""), Ok(()));
+    }
+
+    #[test]
+    fn the_untagged_default_filter_compiles_for_linux_cooked_capture() {
+        let sll = pcap::Capture::dead(pcap::Linktype::LINUX_SLL).unwrap();
+        assert!(sll.compile(DEFAULT_FILTER, true).is_err(), "libpcap has no vlan test on SLL");
+        assert!(sll.compile(DEFAULT_FILTER_UNTAGGED, true).is_ok());
+        assert!(DEFAULT_FILTER.starts_with(DEFAULT_FILTER_UNTAGGED));
+        assert!(DEFAULT_FILTER.contains("(vlan and ((udp port 53)"));
     }
 
     #[test]
