@@ -25,18 +25,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the detectors need and nothing else: DNS over UDP and TCP, TCP SYNs (without ACK)
-/// for DNS Calculation, and IP fragments so that fragmented DNS answers reach the
-/// reassembler. The same again under one VLAN tag (`vlan` shifts the offsets after it).
-pub const DEFAULT_FILTER: &str = concat!(untagged_filter!(), " or (vlan and (", untagged_filter!(), "))");
-
 macro_rules! untagged_filter {
     () => {
         "(udp port 53) or (tcp port 53) or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) or \
          (ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] == 44)"
     };
 }
-use untagged_filter;
+
+/// What the detectors need and nothing else: DNS over UDP and TCP, TCP SYNs (without ACK)
+/// for DNS Calculation, and IP fragments so that fragmented DNS answers reach the
+/// reassembler. The same again under one VLAN tag (`vlan` shifts the offsets after it).
+pub const DEFAULT_FILTER: &str = concat!(untagged_filter!(), " or (vlan and (", untagged_filter!(), "))");
 
 /// `DEFAULT_FILTER` without its VLAN half, for link types other than Ethernet: libpcap has
 /// no `vlan` test for them (Linux cooked capture, `-i any`, refused the default filter), and
@@ -158,8 +157,8 @@ pub fn open(iface: &str, cfg: &LiveConfig) -> Result<Opened, LiveError> {
         // the kernel hands over whole. Immediate mode means TPACKET_V2, one fixed slot per
         // packet, sized for the whole snap length when the interface offloads (a veth and
         // most NICs do), so the 64 MiB ring held about a thousand packets; and it woke the
-        // capture thread for nearly every packet. On a veth that thread took a quarter to
-        // a third of a CPU from 50k packets/s, and the kernel dropped packets from 153k/s.
+        // capture thread for nearly every packet. On a veth that thread took 17-35% of a CPU
+        // at 50k-150k packets/s, and the kernel dropped packets from 153k/s.
         // See benches/RESULTS.md, session 12.
         .immediate_mode(false)
         .timeout(BLOCK_TIMEOUT_MS)
