@@ -33,7 +33,7 @@ use crate::dns::{parse_message_reusing, DnsMessage, Spare};
 use crate::output::alert::alert_line;
 use crate::output::kafka::{KafkaOut, KafkaStats, Kind};
 use crate::output::{dnslog, Sink};
-use crate::stats::{thread_cpu, CpuTime, ReaderStats, WorkerStats};
+use crate::stats::{cpu_of, thread_cpu, CpuTime, ReaderStats, WorkerStats};
 use crate::Nanos;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
@@ -399,6 +399,16 @@ impl Engine {
     }
 
     /// The shared answer cache, for stats while running.
+    /// CPU time of each thread so far, for live stats: the reader's (the calling thread,
+    /// which must be the one that started the engine), each worker's and the output's.
+    pub fn cpu(&self) -> CpuTime {
+        CpuTime {
+            reader: thread_cpu().saturating_sub(self.reader_cpu),
+            workers: self.handles.iter().map(cpu_of).collect(),
+            output: cpu_of(&self.output),
+        }
+    }
+
     pub fn cache(&self) -> &Arc<AnswerCache> {
         &self.cache
     }

@@ -81,9 +81,26 @@ pub struct CpuTime {
 
 /// CPU time the calling thread has used so far; zero where the clock is unavailable.
 pub fn thread_cpu() -> std::time::Duration {
+    clock_time(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time another running thread of this process has used so far (zero once it has
+/// ended, or where the clock is unavailable): for the live stats, read while the threads run.
+pub fn cpu_of<T>(h: &std::thread::JoinHandle<T>) -> std::time::Duration {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the handle is not joined yet, so its pthread_t names a thread of this
+    // process; `clock` is a valid, writable clockid_t.
+    if unsafe { libc::pthread_getcpuclockid(h.as_pthread_t(), &mut clock) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    clock_time(clock)
+}
+
+fn clock_time(clock: libc::clockid_t) -> std::time::Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return std::time::Duration::ZERO;
     }

@@ -411,6 +411,14 @@ fn live_capture_on_a_veth_matches_replay() {
     for k in ["p50_us", "p99_us", "p999_us", "max_us"] {
         assert!(lat[k].as_u64().is_some_and(|v| v >= 1), "{k} in {lat}");
     }
+    // Each thread's CPU time so far: the capture thread's under its interface, the rest
+    // beside (seconds; every thread has run, and none for longer than the test).
+    let cpu = &last["cpu_seconds"];
+    let workers = cpu["workers"].as_array().expect("workers' CPU");
+    assert!(!workers.is_empty(), "{cpu}");
+    for v in workers.iter().chain([&cpu["engine"], &cpu["output"], &iface["cpu_seconds"]]) {
+        assert!(v.as_f64().is_some_and(|s| s > 0.0 && s < 60.0), "{v} in {last}");
+    }
     // Every DNS packet and SYN of the capture passed the filter and reached the engine.
     let captured = iface["captured"].as_u64().unwrap();
     let rs = json_file(&replay_summary);

@@ -239,6 +239,8 @@ pub struct IfaceCounters {
     /// Dropped at our queue because the engine was behind.
     pub queue_dropped_packets: AtomicU64,
     pub queue_dropped_batches: AtomicU64,
+    /// The capture thread's CPU time, nanoseconds, as of its last counter refresh.
+    pub cpu_ns: AtomicU64,
 }
 
 fn pcap_ts(ts: &libc::timeval) -> Nanos {
@@ -255,7 +257,9 @@ fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: i32) {
     unsafe { libc::poll(&mut fds, 1, ms) };
 }
 
+/// Called on the capture thread: its CPU time is read there.
 fn refresh_stats(cap: &mut pcap::Capture<pcap::Active>, c: &IfaceCounters) {
+    c.cpu_ns.store(crate::stats::thread_cpu().as_nanos() as u64, Ordering::Relaxed);
     if let Ok(s) = cap.stats() {
         c.pcap_received.store(u64::from(s.received), Ordering::Relaxed);
         c.pcap_dropped.store(u64::from(s.dropped), Ordering::Relaxed);
@@ -692,6 +696,7 @@ pub fn stats_record(
     signals: &Signals,
 ) -> Value {
     let r = engine.reader_stats();
+    let cpu = engine.cpu();
     let per_iface: serde_json::Map<String, Value> = ifaces
         .iter()
         .map(|(name, c)| {
@@ -705,6 +710,7 @@ pub fn stats_record(
                     "pcap_if_dropped": l(&c.pcap_if_dropped),
                     "queue_dropped_packets": l(&c.queue_dropped_packets),
                     "queue_dropped_batches": l(&c.queue_dropped_batches),
+                    "cpu_seconds": l(&c.cpu_ns) as f64 / 1e9,
                 }),
             )
         })
@@ -719,6 +725,13 @@ pub fn stats_record(
         "cache_entries": engine.cache().len(),
         "alerts": progress.alerts.load(Ordering::Relaxed),
         "alert_latency": progress.latency_summary(),
+        // Which thread a faster link would saturate first; each capture thread's is under
+        // its interface.
+        "cpu_seconds": {
+            "engine": cpu.reader.as_secs_f64(),
+            "workers": cpu.workers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+            "output": cpu.output.as_secs_f64(),
+        },
         "sighup": signals.hup.load(Ordering::Relaxed),
         "kafka": engine.kafka_stats().map(|k| k.to_json()),
     })
