@@ -791,6 +791,23 @@ fn sigterm_in_the_middle_of_a_replay_loses_no_alert() {
     assert_eq!(keys(&got), want, "live alerts equal replay of the first {n} packets");
 }
 
+/// Starts the sensor on `iface` in namespace A, replays `frames` onto the veth from B at
+/// `pps`, then stops it: its exit must be clean. The last stats record and the alerts.
+fn capture_then_stop(
+    ns: &Netns,
+    iface: &str,
+    d: &Path,
+    frames: &[(u64, Vec<u8>)],
+    pps: u32,
+) -> (Value, Vec<Value>) {
+    let live = Live::start(&ns.a, iface, d, &[]);
+    replay_frames(ns, d, "frames.pcap", frames, pps);
+    let (status, err) = live.stop();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr: {err}");
+    let last = ndjson(&d.join("stats.ndjson")).pop().expect("stats records");
+    (last, ndjson(&d.join("alerts.ndjson")))
+}
+
 /// SIGTERM just after the last packet: the kernel hands packets over in blocks (TPACKET_V3),
 /// and the block it was still filling at the stop must reach the engine too.
 #[test]
@@ -801,20 +818,16 @@ fn the_packets_just_before_a_sigterm_are_not_lost() {
     }
     let d = tmpdir("live-tail");
     let frames = beacon_frames(300);
-    let live = Live::start(&ns.a, &ns.va, &d, &[]);
     // 600 packets in 30 ms, and the stop as soon as tcpreplay is done. The sensor notices
     // the signal tens of ms later, by when the kernel has usually handed the last block
     // over already; so this holds the whole path to account, not the drain's wait alone.
-    replay_frames(&ns, &d, "tail.pcap", &frames, 20_000);
-    let (status, err) = live.stop();
-    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr: {err}");
-    let last = ndjson(&d.join("stats.ndjson")).pop().expect("stats records");
+    let (last, alerts) = capture_then_stop(&ns, &ns.va, &d, &frames, 20_000);
     let iface = &last["interfaces"][&ns.va];
     assert_eq!(iface["pcap_dropped"], 0, "{last}");
     assert_eq!(iface["captured"], frames.len(), "every packet sent before the stop: {last}");
     let summary = json_file(&d.join("summary.json"));
     assert_eq!(summary["packets"], frames.len(), "{summary}");
-    assert_eq!(ndjson(&d.join("alerts.ndjson")).len(), 300, "one alert per pair");
+    assert_eq!(alerts.len(), 300, "one alert per pair");
 }
 
 /// `-i any` (Linux cooked capture) with the default filter: libpcap has no `vlan` test for
@@ -827,13 +840,9 @@ fn the_any_device_takes_the_default_filter() {
     }
     let d = tmpdir("live-any");
     let frames = beacon_frames(50);
-    let live = Live::start(&ns.a, "any", &d, &[]);
-    replay_frames(&ns, &d, "any.pcap", &frames, 1_000);
-    let (status, err) = live.stop();
-    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr: {err}");
-    let last = ndjson(&d.join("stats.ndjson")).pop().expect("stats records");
+    let (last, alerts) = capture_then_stop(&ns, "any", &d, &frames, 1_000);
     assert_eq!(last["interfaces"]["any"]["captured"], frames.len(), "{last}");
-    assert_eq!(ndjson(&d.join("alerts.ndjson")).len(), 50, "one alert per pair");
+    assert_eq!(alerts.len(), 50, "one alert per pair");
 }
 
 #[test]
