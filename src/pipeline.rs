@@ -398,7 +398,6 @@ impl Engine {
         true
     }
 
-    /// The shared answer cache, for stats while running.
     /// CPU time of each thread so far, for live stats: the reader's (the calling thread,
     /// which must be the one that started the engine), each worker's and the output's.
     pub fn cpu(&self) -> CpuTime {
@@ -409,6 +408,7 @@ impl Engine {
         }
     }
 
+    /// The shared answer cache, for stats while running.
     pub fn cache(&self) -> &Arc<AnswerCache> {
         &self.cache
     }
