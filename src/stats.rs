@@ -79,6 +79,17 @@ pub struct CpuTime {
     pub output: std::time::Duration,
 }
 
+impl CpuTime {
+    /// Seconds per thread, as the replay summary and the live stats record both write them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "reader": self.reader.as_secs_f64(),
+            "workers": self.workers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+            "output": self.output.as_secs_f64(),
+        })
+    }
+}
+
 /// CPU time the calling thread has used so far; zero where the clock is unavailable.
 pub fn thread_cpu() -> std::time::Duration {
     clock_time(libc::CLOCK_THREAD_CPUTIME_ID)

@@ -416,7 +416,7 @@ fn live_capture_on_a_veth_matches_replay() {
     let cpu = &last["cpu_seconds"];
     let workers = cpu["workers"].as_array().expect("workers' CPU");
     assert!(!workers.is_empty(), "{cpu}");
-    for v in workers.iter().chain([&cpu["engine"], &cpu["output"], &iface["cpu_seconds"]]) {
+    for v in workers.iter().chain([&cpu["reader"], &cpu["output"], &iface["cpu_seconds"]]) {
         assert!(v.as_f64().is_some_and(|s| s > 0.0 && s < 60.0), "{v} in {last}");
     }
     // Every DNS packet and SYN of the capture passed the filter and reached the engine.

@@ -696,7 +696,6 @@ pub fn stats_record(
     signals: &Signals,
 ) -> Value {
     let r = engine.reader_stats();
-    let cpu = engine.cpu();
     let per_iface: serde_json::Map<String, Value> = ifaces
         .iter()
         .map(|(name, c)| {
@@ -725,13 +724,10 @@ pub fn stats_record(
         "cache_entries": engine.cache().len(),
         "alerts": progress.alerts.load(Ordering::Relaxed),
         "alert_latency": progress.latency_summary(),
-        // Which thread a faster link would saturate first; each capture thread's is under
-        // its interface.
-        "cpu_seconds": {
-            "engine": cpu.reader.as_secs_f64(),
-            "workers": cpu.workers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
-            "output": cpu.output.as_secs_f64(),
-        },
+        // Which thread a faster link would saturate first: the reader (here the engine
+        // thread, which decodes and routes), the workers and the output, named as in the
+        // summary; each capture thread's is under its interface.
+        "cpu_seconds": engine.cpu().to_json(),
         "sighup": signals.hup.load(Ordering::Relaxed),
         "kafka": engine.kafka_stats().map(|k| k.to_json()),
     })

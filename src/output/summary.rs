@@ -86,11 +86,7 @@ pub fn to_json(r: &RunReport) -> Value {
         "dns_log_records": r.dns_lines,
         "capture_errors": r.capture_errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         "wall_seconds": secs,
-        "cpu_seconds": {
-            "reader": r.cpu.reader.as_secs_f64(),
-            "workers": r.cpu.workers.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
-            "output": r.cpu.output.as_secs_f64(),
-        },
+        "cpu_seconds": r.cpu.to_json(),
         "packets_per_second": r.reader.packets as f64 / secs,
         "gbit_per_second": r.reader.bytes as f64 * 8.0 / secs / 1e9,
         "first_packet": r.first_ts.map(crate::time::rfc3339),
